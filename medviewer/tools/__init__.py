@@ -1,0 +1,1 @@
+"""Editing tools (paint, erase, threshold, ...) as small objects acting on the label map."""
