@@ -132,9 +132,8 @@ def main(argv: list[str] | None = None) -> int:
             return args.func(args)
         except MedViewerIOError as exc:
             print(f"medviewer {args.command}: error: {exc}", file=sys.stderr)
-            series = getattr(exc, "series", None)
-            for item in series or []:
-                print(f"  {item.summary()}", file=sys.stderr)
+            if getattr(exc, "series", None) and args.command == "convert":
+                print("pick one with --series KEY (keys: medviewer info PATH)", file=sys.stderr)
             return EXIT_ERROR
         except JobCancelled:
             print(f"medviewer {args.command}: cancelled", file=sys.stderr)

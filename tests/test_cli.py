@@ -95,3 +95,37 @@ def test_convert_refuses_to_overwrite_its_input(tmp_path, capsys):
     assert main(["convert", str(source), str(source)]) == 1
     assert "overwrite" in capsys.readouterr().err
     assert source.read_bytes() == before
+
+
+def test_dicom_folder_with_two_series(tmp_path, capsys):
+    from dicom_fixtures import ramp_volume, rotation, write_series
+
+    folder = tmp_path / "study"
+    axial = ramp_volume((5, 6, 7))
+    oblique = ramp_volume((4, 6, 7), offset=500)
+    direction = rotation("x", 20) @ rotation("z", 35)
+    write_series(folder / "a", axial, spacing=(0.7, 0.7, 2.0), series_uid="1.2.3.1", description="Axial", series_number=1)
+    write_series(
+        folder / "b", oblique, spacing=(0.9, 0.8, 3.0), origin=(5.0, -7.0, 11.0), direction=direction,
+        series_uid="1.2.3.2", description="Oblique", series_number=2,
+    )
+
+    assert main(["info", str(folder), "--json"]) == 0
+    series = json.loads(capsys.readouterr().out)["series"]
+    assert [(s["description"], s["slices"], s["dimensions"]) for s in series] == [
+        ("Axial", 5, [7, 6, 5]),
+        ("Oblique", 4, [7, 6, 4]),
+    ]
+
+    out = tmp_path / "out.nrrd"
+    assert main(["convert", str(folder), str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "Axial" in err and "Oblique" in err and "--series" in err
+    assert not out.exists()
+
+    assert main(["convert", str(folder), str(out), "--series", "1.2.3.2"]) == 0
+    converted = sitk.ReadImage(str(out))
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(converted), oblique)
+    np.testing.assert_allclose(converted.GetSpacing(), (0.9, 0.8, 3.0), atol=1e-6)
+    np.testing.assert_allclose(converted.GetOrigin(), (5.0, -7.0, 11.0), atol=1e-6)
+    np.testing.assert_allclose(np.reshape(converted.GetDirection(), (3, 3)), direction, atol=1e-6)

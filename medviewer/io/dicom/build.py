@@ -1,0 +1,332 @@
+"""Decode a scanned series into one :class:`Volume` with exact physical geometry."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pydicom
+from pydicom.errors import InvalidDicomError
+
+from medviewer.io.dicom.scan import _series_path, scan_dicom
+from medviewer.io.dicom.series import DicomFrame, DicomSeries
+from medviewer.io.dicom.stack import StackPlan, plan_stack
+from medviewer.io.errors import (
+    CorruptFileError,
+    MedViewerIOError,
+    NoImageDataError,
+    SeriesSelectionError,
+)
+from medviewer.jobs import JobControl, ensure_control
+from medviewer.model.geometry import Geometry
+from medviewer.model.volume import Volume, VolumeInfo, WindowPreset
+
+#: ITU-R BT.601 luma weights: the grayscale a radiologist's viewer shows for RGB images.
+LUMA = np.array([0.299, 0.587, 0.114])
+
+
+# -- public ---------------------------------------------------------------------------------
+def load_dicom(path: str | Path, series_key: str | None = None, control: JobControl | None = None) -> Volume:
+    """Scan ``path`` and load one series; ``series_key`` is a key or series instance UID.
+
+    Several series and no key raise :class:`SeriesSelectionError` whose ``series`` lists
+    the candidates, so a caller can ask the user and call :func:`load_series`.
+    """
+    control = ensure_control(control)
+    found = scan_dicom(path, control)
+    return load_series(_pick(found, series_key, path), control)
+
+
+def load_series(series: DicomSeries, control: JobControl | None = None) -> Volume:
+    """Decode every frame of ``series`` into one preallocated array, slice by slice."""
+    control = ensure_control(control)
+    control.check()
+    path = _series_path(series.files) if series.files else (series.source or None)
+    if not series.frames:
+        raise NoImageDataError("the series holds no image frames (use scan_dicom to find series)", path)
+    plan = plan_stack(series.frames, series_path=path)
+    frames = series.frames
+    slots = plan.slots
+    real = [k for k, index in enumerate(slots) if index is not None]
+    color_mode = series.is_color
+
+    # Decode file by file (a multi-frame file once), in slot order.
+    by_file: dict[str, list[tuple[int, DicomFrame]]] = {}
+    for k in real:
+        frame = frames[slots[k]]  # type: ignore[index]
+        by_file.setdefault(frame.path, []).append((k, frame))
+
+    shape = (len(slots), frames[0].rows, frames[0].columns)
+    raw: np.ndarray | None = None
+    color: np.ndarray | None = None
+    lows = np.zeros(len(slots))
+    highs = np.zeros(len(slots))
+    done, total = 0, len(real)
+    control.report(0, total, "Loading DICOM slices")
+    for file, items in by_file.items():
+        pixels, dataset = _decode_file(file)
+        for k, frame in items:
+            image = _frame_pixels(pixels, frame, file)
+            if color_mode:
+                rgb = _to_rgb8(image, dataset, frame, file)
+                if color is None:
+                    color = np.zeros(shape + (3,), dtype=np.uint8)
+                color[k] = rgb
+                image = np.rint(rgb @ LUMA).astype(np.uint8)
+            raw = _store(raw, shape, k, image)
+            lows[k], highs[k] = float(image.min()), float(image.max())
+            done += 1
+            control.report(done, total, f"Loading DICOM slices ({done}/{total})")
+        del pixels, dataset
+    assert raw is not None
+
+    slopes = np.array([frames[slots[k]].rescale_slope for k in real], dtype=float)  # type: ignore[index]
+    intercepts = np.array([frames[slots[k]].rescale_intercept for k in real], dtype=float)  # type: ignore[index]
+    has_rescale = any(frames[slots[k]].has_rescale for k in real) and not color_mode  # type: ignore[index]
+    warnings_out = _carry_scan_warnings(series, plan)
+    if not has_rescale:
+        slopes[:] = 1.0
+        intercepts[:] = 0.0
+    elif np.any(slopes == 0):
+        warnings_out.append("RescaleSlope of 0 is invalid and was treated as 1")
+        slopes[slopes == 0] = 1.0
+
+    stored_dtype = str(raw.dtype)
+    out_dtype, out_low = _choose_dtype(raw.dtype, lows[real], highs[real], slopes, intercepts)
+    array = _rescale(raw, real, slopes, intercepts, out_dtype, control)
+    del raw
+    filled = plan.filled_slots
+    if filled:
+        array[filled] = out_low
+        warnings_out.append(
+            f"{len(filled)} blank slice(s) filled with the minimum value {out_low:g} at slice "
+            f"index(es) {', '.join(str(k) for k in filled[:10])}{', ...' if len(filled) > 10 else ''}"
+        )
+    if series.photometric == "MONOCHROME1":
+        warnings_out.append(
+            "MONOCHROME1 image: low values are meant to look bright; values were kept as stored"
+        )
+
+    geometry = Geometry(array.shape, plan.spacing, plan.origin, plan.direction)
+    info = _info(series, plan, path, has_rescale, slopes, intercepts, warnings_out)
+    info.extra["stored_dtype"] = stored_dtype
+    return Volume(array, geometry, info, color=color)
+
+
+# -- choosing a series ----------------------------------------------------------------------
+def _pick(found: list[DicomSeries], key: str | None, path) -> DicomSeries:
+    listing = "\n".join("  " + s.summary() for s in found)
+    if key is None:
+        if len(found) == 1:
+            return found[0]
+        raise SeriesSelectionError(f"{len(found)} series found; choose one:\n{listing}", path, series=found)
+    for series in found:
+        if series.key == key:
+            return series
+    matches = [s for s in found if s.series_instance_uid == key]
+    if len(matches) == 1:
+        return matches[0]
+    if matches:
+        raise SeriesSelectionError(
+            f"series UID {key} was split into {len(matches)} parts; choose one by key:\n"
+            + "\n".join("  " + s.summary() for s in matches),
+            path,
+            series=matches,
+        )
+    raise SeriesSelectionError(f"no series with key or UID {key!r}; found:\n{listing}", path, series=found)
+
+
+# -- pixels ---------------------------------------------------------------------------------
+def _decode_file(path: str):
+    """Read one file with pixels; every failure becomes a MedViewerIOError naming the file."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            dataset = pydicom.dcmread(path, force=False)
+    except FileNotFoundError:
+        raise NoImageDataError("the file disappeared after the folder was scanned", path) from None
+    except (InvalidDicomError, OSError) as exc:
+        raise CorruptFileError(f"cannot read the file: {exc}", path) from None
+    except Exception as exc:  # damaged headers raise many pydicom/struct errors
+        raise CorruptFileError(f"the DICOM header is damaged ({type(exc).__name__}: {exc})", path) from None
+    if not any(k in dataset for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
+        raise CorruptFileError("the file has no pixel data (truncated?)", path)
+    syntax = getattr(getattr(dataset, "file_meta", None), "TransferSyntaxUID", None)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            pixels = dataset.pixel_array
+    except MemoryError:
+        raise MedViewerIOError("not enough memory to decode the pixel data", path) from None
+    except Exception as exc:
+        raise CorruptFileError(_decode_failure(syntax, exc), path) from None
+    return pixels, dataset
+
+
+def _decode_failure(syntax, exc: Exception) -> str:
+    """Say which transfer syntax failed and which plugin would decode it."""
+    name = f"{syntax.name} ({syntax})" if syntax else "unknown transfer syntax"
+    message = f"cannot decode the pixel data, transfer syntax {name}: {exc}"
+    if syntax:
+        try:
+            from pydicom.pixels import get_decoder
+
+            decoder = get_decoder(syntax)
+        except Exception:
+            return message + "; pydicom has no decoder for this transfer syntax"
+        if not decoder.is_available:
+            missing = "; ".join(decoder.missing_dependencies) or "a decoder plugin"
+            return message + f"; missing plugin: {missing}"
+    return message
+
+
+def _frame_pixels(pixels: np.ndarray, frame: DicomFrame, path: str) -> np.ndarray:
+    """One frame (rows, columns[, samples]) out of a decoded single- or multi-frame array."""
+    single_ndim = 2 if frame.samples_per_pixel == 1 else 3
+    if pixels.ndim == single_ndim:
+        pixels = pixels[np.newaxis]
+    index = frame.frame_index or 0
+    if index >= pixels.shape[0] or pixels.shape[1:3] != (frame.rows, frame.columns):
+        raise CorruptFileError(
+            f"decoded pixel data has shape {pixels.shape}, expected frame {index + 1} of "
+            f"{frame.rows}x{frame.columns} pixels",
+            path,
+        )
+    return pixels[index]
+
+
+def _to_rgb8(image: np.ndarray, dataset, frame: DicomFrame, path: str) -> np.ndarray:
+    """RGB or palette pixels as uint8 RGB (pydicom already turned YBR into RGB)."""
+    if frame.photometric == "PALETTE COLOR" and image.ndim == 2:
+        from pydicom.pixels import apply_color_lut
+
+        try:
+            image = apply_color_lut(image, dataset)
+        except Exception as exc:
+            raise CorruptFileError(f"the colour palette cannot be applied: {exc}", path) from None
+    if image.ndim != 3 or image.shape[-1] < 3:
+        raise CorruptFileError(f"expected RGB pixels, decoded shape {image.shape}", path)
+        maximum = float(np.iinfo(image.dtype).max) if image.dtype.kind in "ui" else 255.0
+    else:
+        maximum = float(2 ** min(frame.bits_stored, 16) - 1)
+    if image.dtype != np.uint8:
+        image = np.clip(np.rint(image.astype(np.float64) * (255.0 / maximum)), 0, 255).astype(np.uint8)
+    return image[..., :3]
+
+
+def _store(raw: np.ndarray | None, shape, k: int, image: np.ndarray) -> np.ndarray:
+    """Put one slice into the stack, allocating it once from the first slice's type."""
+    dtype = image.dtype.newbyteorder("=")
+    if dtype == np.float64:
+        dtype = np.dtype(np.float32)
+    if raw is None:
+        raw = np.zeros(shape, dtype=dtype)  # zeros: untouched (gap) pages cost nothing
+    elif not np.can_cast(dtype, raw.dtype, "safe"):
+        raw = raw.astype(np.result_type(raw.dtype, dtype))  # rare: files of one series differ
+    raw[k] = image
+    return raw
+
+
+# -- rescale --------------------------------------------------------------------------------
+def _choose_dtype(raw_dtype, lows, highs, slopes, intercepts) -> tuple[np.dtype, float]:
+    """Most compact type holding every rescaled value; float32 when they are fractional."""
+    ends = np.concatenate([slopes * lows + intercepts, slopes * highs + intercepts])
+    low, high = float(ends.min()), float(ends.max())
+    integral = (
+        raw_dtype.kind in "ui"
+        and np.all(slopes == np.rint(slopes))
+        and np.all(intercepts == np.rint(intercepts))
+    )
+    if not integral:
+        return np.dtype(np.float32), low
+    candidates = [raw_dtype] if raw_dtype.itemsize == 1 else []
+    candidates += [np.dtype(np.int16), np.dtype(np.uint16), np.dtype(np.int32)]
+    for candidate in candidates:
+        limits = np.iinfo(candidate)
+        if limits.min <= low and high <= limits.max:
+            return np.dtype(candidate), low
+    return np.dtype(np.float32), low
+
+
+def _rescale(raw: np.ndarray, real: list[int], slopes, intercepts, dtype: np.dtype, control: JobControl) -> np.ndarray:
+    """Apply slope/intercept per slice, in place when the output type has the same width."""
+    identity = bool(np.all(slopes == 1) and np.all(intercepts == 0))
+    if identity and raw.dtype == dtype:
+        return raw
+    if identity and raw.dtype.kind in "ui" and dtype.kind in "ui" and raw.dtype.itemsize == dtype.itemsize:
+        return raw.view(dtype)  # values fit both types, so the bit patterns are identical
+    work = np.int64 if dtype.kind in "ui" else np.float64
+    out = raw.view(dtype) if raw.dtype.itemsize == dtype.itemsize else np.zeros(raw.shape, dtype=dtype)
+    for n, k in enumerate(real):
+        control.check()
+        values = raw[k].astype(work) * slopes[n] + intercepts[n]  # a copy, read before out[k] is written
+        out[k] = values
+    return out
+
+
+# -- metadata -------------------------------------------------------------------------------
+def _carry_scan_warnings(series: DicomSeries, plan: StackPlan) -> list[str]:
+    """Scan-time notes (split, ...) plus this plan's, without repeats."""
+    notes = [w for w in series.warnings if not w.startswith("cannot be loaded") and w not in plan.warnings]
+    return notes + list(plan.warnings)
+
+
+def _info(series, plan: StackPlan, path, has_rescale, slopes, intercepts, warnings_out) -> VolumeInfo:
+    frames, slots = series.frames, plan.slots
+    first = frames[next(i for i in slots if i is not None)]
+    if series.description:
+        name = series.description
+    elif len(series.files) > 1 and path:
+        name = Path(path).name
+    else:
+        name = Path(series.files[0]).stem if series.files else "DICOM"
+    presets = []
+    for n, (center, width, explanation) in enumerate(first.windows, start=1):
+        presets.append(WindowPreset(explanation or f"DICOM {n}", float(center), float(width)))
+    uniform = bool(slopes.size and np.all(slopes == slopes[0]) and np.all(intercepts == intercepts[0]))
+    extra = {
+        "photometric": series.photometric,
+        "sop_class_uid": series.sop_class_uid,
+        "series_number": series.series_number,
+        "body_part": series.body_part,
+        "transfer_syntaxes": sorted({_syntax_name(f.transfer_syntax) for f in frames}),
+        "num_files": len(series.files),
+        "slice_thickness": first.slice_thickness,
+        "positional": plan.positional,
+        "filled_slices": plan.filled_slots,
+        "rescale": ({"slope": float(slopes[0]), "intercept": float(intercepts[0])} if uniform else "per slice")
+        if has_rescale
+        else None,
+        # What each slice came from, so exports (DICOM SEG) can reference the source images.
+        "source_instances": [
+            None
+            if index is None
+            else (
+                frames[index].sop_class_uid,
+                frames[index].sop_instance_uid,
+                None if frames[index].frame_index is None else frames[index].frame_index + 1,
+            )
+            for index in slots
+        ],
+    }
+    return VolumeInfo(
+        name=name,
+        modality=series.modality,
+        series_description=series.description,
+        series_instance_uid=series.series_instance_uid,
+        study_instance_uid=series.study_instance_uid,
+        frame_of_reference_uid=series.frame_of_reference_uid,
+        source=str(path or ""),
+        window_presets=presets,
+        rescale_applied=bool(has_rescale),
+        units=series.units if has_rescale else "",
+        warnings=warnings_out,
+        extra=extra,
+    )
+
+
+def _syntax_name(uid: str) -> str:
+    if not uid:
+        return "unknown"
+    return pydicom.uid.UID(uid).name
