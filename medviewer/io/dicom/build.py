@@ -207,9 +207,7 @@ def _to_rgb8(image: np.ndarray, dataset, frame: DicomFrame, path: str) -> np.nda
             raise CorruptFileError(f"the colour palette cannot be applied: {exc}", path) from None
     if image.ndim != 3 or image.shape[-1] < 3:
         raise CorruptFileError(f"expected RGB pixels, decoded shape {image.shape}", path)
-        maximum = float(np.iinfo(image.dtype).max) if image.dtype.kind in "ui" else 255.0
-    else:
-        maximum = float(2 ** min(frame.bits_stored, 16) - 1)
+    maximum = float(2 ** min(frame.bits_stored, 16) - 1)
     if image.dtype != np.uint8:
         image = np.clip(np.rint(image.astype(np.float64) * (255.0 / maximum)), 0, 255).astype(np.uint8)
     return image[..., :3]

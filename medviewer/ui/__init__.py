@@ -1,0 +1,1 @@
+"""Qt user interface. Import :func:`medviewer.ui.app.run_app` to start the application."""
