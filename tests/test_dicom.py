@@ -521,3 +521,14 @@ def test_random_orientations_round_trip(tmp_path, seed):
     np.testing.assert_allclose(volume.geometry.direction_matrix, direction, atol=1e-9)
     np.testing.assert_allclose(volume.geometry.spacing, spacing, rtol=1e-9)
     np.testing.assert_allclose(volume.geometry.origin, origin, atol=1e-6)
+
+
+def test_fast_native_path_matches_pydicom_for_12_bit_data(tmp_path):
+    """Uncompressed slices skip pydicom's decoder; 12-bit stored data must still be exact."""
+    import pydicom
+
+    values = ramp_volume((3, 5, 6), dtype=np.int16, offset=0)
+    paths = write_series(tmp_path, values, stored_dtype=np.uint16, mutate=lambda ds, k: setattr(ds, "BitsStored", 12))
+    volume = load_dicom(tmp_path)
+    for k, path in enumerate(paths):
+        np.testing.assert_array_equal(volume.array[k], pydicom.dcmread(path).pixel_array)

@@ -153,6 +153,9 @@ def _decode_file(path: str):
     if not any(k in dataset for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
         raise CorruptFileError("the file has no pixel data (truncated?)", path)
     syntax = getattr(getattr(dataset, "file_meta", None), "TransferSyntaxUID", None)
+    pixels = _native_pixels(dataset, syntax)
+    if pixels is not None:
+        return pixels, dataset
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -162,6 +165,39 @@ def _decode_file(path: str):
     except Exception as exc:
         raise CorruptFileError(_decode_failure(syntax, exc), path) from None
     return pixels, dataset
+
+
+def _native_pixels(dataset, syntax) -> np.ndarray | None:
+    """Zero-copy view of uncompressed little-endian monochrome pixels, or None.
+
+    pydicom's generic ``pixel_array`` path costs ~1.7 ms per 512x512 slice in Python
+    overhead; for the common uncompressed CT/MR case the bytes already are the array.
+    """
+    if syntax is None or syntax.is_compressed or not syntax.is_little_endian:
+        return None
+    try:
+        samples = int(dataset.SamplesPerPixel)
+        bits = int(dataset.BitsAllocated)
+        stored = int(dataset.BitsStored)
+        rows, columns = int(dataset.Rows), int(dataset.Columns)
+        frames = int(getattr(dataset, "NumberOfFrames", 1) or 1)
+        signed = int(dataset.PixelRepresentation) == 1
+        data = dataset.PixelData
+    except (AttributeError, KeyError, TypeError, ValueError):
+        return None
+    if samples != 1 or bits not in (8, 16, 32) or (stored != bits and bits != 16):
+        return None
+    if bits == 16 and stored < 16 and signed:
+        return None  # sign bit below bit 15 needs pydicom's sign extension
+    dtype = np.dtype(f"<{'i' if signed else 'u'}{bits // 8}")
+    expected = rows * columns * frames * dtype.itemsize
+    if not isinstance(data, bytes) or len(data) < expected:
+        return None
+    pixels = np.frombuffer(data, dtype=dtype, count=rows * columns * frames)
+    if bits == 16 and stored < 16 and not signed and pixels.max(initial=0) >> stored:
+        return None  # stray high bits: let pydicom mask them
+    shape = (frames, rows, columns) if frames > 1 else (rows, columns)
+    return pixels.reshape(shape)
 
 
 def _decode_failure(syntax, exc: Exception) -> str:
