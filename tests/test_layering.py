@@ -1,4 +1,4 @@
-"""The document model, I/O and AI core must stay importable without Qt or VTK."""
+"""The document model, I/O, editing tools and AI core must stay importable without Qt or VTK."""
 
 import ast
 import subprocess
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "medviewer"
-HEADLESS_PACKAGES = ("model", "io", "ai")
+HEADLESS_PACKAGES = ("model", "io", "ai", "tools")
 FORBIDDEN = ("PySide6", "PyQt5", "PyQt6", "shiboken6", "vtk", "vtkmodules", "pyvista", "pyvistaqt", "qtawesome", "medviewer.ui", "medviewer.render")
 
 
@@ -16,7 +16,7 @@ def headless_modules():
     files = []
     for name in HEADLESS_PACKAGES:
         files.extend(sorted((PACKAGE / name).rglob("*.py")))
-    files += [PACKAGE / "jobs.py", PACKAGE / "demo.py"]
+    files += [PACKAGE / "jobs.py", PACKAGE / "demo.py", PACKAGE / "export" / "__init__.py", PACKAGE / "export" / "formats.py"]
     return files
 
 
@@ -40,6 +40,9 @@ def test_headless_packages_load_without_gui_modules():
     """Importing the core and the CLI must not pull Qt or VTK in at run time."""
     code = (
         "import sys, medviewer.model, medviewer.io, medviewer.io.dicom, medviewer.ai, medviewer.cli, medviewer.demo;"
+        "import medviewer.tools.brush, medviewer.tools.threshold, medviewer.tools.islands, medviewer.tools.morphology,"
+        " medviewer.tools.logical, medviewer.tools.interpolate, medviewer.tools.statistics, medviewer.export.formats,"
+        " medviewer.io.session, medviewer.io.dicom_seg, medviewer.io.segnrrd, medviewer.io.segmentation_files;"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('PySide6', 'vtkmodules', 'vtk', 'pyvista'));"
         "print(','.join(bad))"
     )

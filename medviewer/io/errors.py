@@ -40,3 +40,11 @@ class InconsistentSeriesError(MedViewerIOError):
 
 class WriteError(MedViewerIOError):
     """Writing failed (unsupported extension, unwritable folder, disk full)."""
+
+
+class OutputExistsError(WriteError):
+    """The target already exists and overwriting was not confirmed (CLI: --force)."""
+
+
+class SourceNotDicomError(MedViewerIOError):
+    """A DICOM export (SEG) needs a scan that was loaded from DICOM files."""

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from medviewer.model.events import Event
+from medviewer.model.history import EditHistory, default_budget
 from medviewer.model.labelmap import GridMismatchError, LabelMap
 from medviewer.model.segments import SegmentTable
 from medviewer.model.volume import Volume
@@ -12,10 +13,11 @@ from medviewer.model.volume import Volume
 
 @dataclass
 class Segmentation:
-    """A label map and its segment table, always on its volume's grid."""
+    """A label map and its segment table, always on its volume's grid, plus their undo history."""
 
     labelmap: LabelMap
     segments: SegmentTable
+    history: EditHistory = field(default_factory=EditHistory)
 
 
 class Document:
@@ -62,7 +64,7 @@ class Document:
             raise ValueError("no volume is open")
         seg = self._segmentations.get(id(volume))
         if seg is None:
-            seg = Segmentation(LabelMap(volume.geometry), SegmentTable())
+            seg = Segmentation(LabelMap(volume.geometry), SegmentTable(), EditHistory(default_budget(volume.nbytes)))
             self._segmentations[id(volume)] = seg
         return seg
 
@@ -83,5 +85,6 @@ class Document:
                 seg.segments.update(segment.label, name=segment.name, color=segment.color)
             else:
                 seg.segments.add(segment.name, segment.color, label=segment.label)
+        seg.history.clear()  # old commands refer to voxels that were just replaced
         seg.labelmap.notify()
         return seg

@@ -80,6 +80,13 @@ class Box:
     def is_empty(self) -> bool:
         return any(b <= a for a, b in zip(self.start, self.stop))
 
+    def shifted(self, offset) -> Box:
+        """The same box moved by ``offset`` (z, y, x), e.g. from a sub-array's to the whole array's coordinates."""
+        return Box(
+            tuple(int(a) + int(o) for a, o in zip(self.start, offset)),  # type: ignore[arg-type]
+            tuple(int(b) + int(o) for b, o in zip(self.stop, offset)),  # type: ignore[arg-type]
+        )
+
     def union(self, other: Box | None) -> Box:
         if other is None or other.is_empty:
             return self

@@ -41,6 +41,8 @@ class Segment:
     visible: bool = True
     locked: bool = False
     provenance: list[ProvenanceEntry] = field(default_factory=list)
+    #: Free-form key/value tags kept through .seg.nrrd round trips (Slicer's ``Segment{N}_Tags``).
+    tags: dict[str, str] = field(default_factory=dict)
 
 
 class SegmentTable:
@@ -113,3 +115,42 @@ class SegmentTable:
     def record(self, label: int, entry: ProvenanceEntry) -> None:
         self._segments[label].provenance.append(entry)
         self.changed.emit(label)
+
+    # -- order and restoring (used by undo) ----------------------------------------------
+    def labels(self) -> list[int]:
+        """Label values in display order."""
+        return list(self._segments)
+
+    def index_of(self, label: int) -> int:
+        return list(self._segments).index(label)
+
+    def insert(self, segment: Segment, index: int | None = None) -> Segment:
+        """Put an existing :class:`Segment` object back at ``index`` (undo of a delete)."""
+        if segment.label in self._segments:
+            raise ValueError(f"label {segment.label} is already used by segment {self._segments[segment.label].name!r}")
+        items = list(self._segments.items())
+        index = len(items) if index is None else max(0, min(int(index), len(items)))
+        items.insert(index, (segment.label, segment))
+        self._segments = dict(items)
+        self.changed.emit(segment.label)
+        return segment
+
+    def move(self, label: int, index: int) -> None:
+        """Move a segment to position ``index`` of the display order."""
+        segment = self._segments[label]
+        items = [(k, v) for k, v in self._segments.items() if k != label]
+        index = max(0, min(int(index), len(items)))
+        items.insert(index, (label, segment))
+        self._segments = dict(items)
+        self.changed.emit(label)
+
+    def unrecord(self, label: int, entry: ProvenanceEntry) -> None:
+        """Remove one provenance entry again (its edit was undone)."""
+        segment = self._segments.get(label)
+        if segment is None:
+            return
+        for n in range(len(segment.provenance) - 1, -1, -1):
+            if segment.provenance[n] is entry:
+                del segment.provenance[n]
+                self.changed.emit(label)
+                return

@@ -343,6 +343,9 @@ def _info(series, plan: StackPlan, path, has_rescale, slopes, intercepts, warnin
             )
             for index in slots
         ],
+        # The file each slice was read from (None for filled gaps), so exports can re-read
+        # the source headers (DICOM SEG needs them) and never overwrite them.
+        "source_files": [None if index is None else str(Path(frames[index].path).absolute()) for index in slots],
     }
     return VolumeInfo(
         name=name,

@@ -1,0 +1,62 @@
+"""Threshold a segment from an intensity range, with a cheap live preview."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from medviewer.model.editing import LabelCommand, SegmentEditor
+from medviewer.model.events import Box
+from medviewer.model.provenance import SlicePlane
+from medviewer.tools.base import Preview
+
+
+def threshold_mask(intensities: np.ndarray, low: float, high: float) -> np.ndarray:
+    """Voxels whose value lies in [low, high] (bounds swapped when given backwards)."""
+    low, high = (low, high) if low <= high else (high, low)
+    return (intensities >= low) & (intensities <= high)
+
+
+class ThresholdTool:
+    """Preview on the viewed slice while the user drags the range; apply to the whole scan."""
+
+    name = "threshold"
+
+    def __init__(self, editor: SegmentEditor):
+        if editor.volume is None:
+            raise ValueError("thresholding needs the scan's intensities (editor.volume)")
+        self.editor = editor
+
+    def preview(self, low: float, high: float, plane: SlicePlane | None = None) -> Preview:
+        """Mask of [low, high] on one slice (fast, for live feedback) or the whole volume."""
+        shape = self.editor.labelmap.shape
+        if plane is None:
+            box = Box.full(shape)
+        else:
+            start = [0, 0, 0]
+            stop = list(shape)
+            start[plane.axis], stop[plane.axis] = plane.index, plane.index + 1
+            box = Box(tuple(start), tuple(stop))  # type: ignore[arg-type]
+        mask = threshold_mask(self.editor.volume.array[box.slices], low, high)
+        label = self.editor.policy.active_label or 0
+        return Preview(box, mask, label, self.name, {"low": float(low), "high": float(high)})
+
+    def apply(self, low: float, high: float, replace: bool = True, region: Box | None = None) -> LabelCommand | None:
+        """Set the active segment to the voxels in range (``replace``) or add them to it.
+
+        ``region`` limits the operation to a box (e.g. a region of interest).
+        """
+        box = region or Box.full(self.editor.labelmap.shape)
+        mask = threshold_mask(self.editor.volume.array[box.slices], low, high)
+        parameters = {"low": float(min(low, high)), "high": float(max(low, high)), "replace": bool(replace)}
+        if replace:
+            return self.editor.replace_segment(mask, box, tool=self.name, parameters=parameters)
+        return self.editor.apply(mask, box, tool=self.name, parameters=parameters)
+
+    def suggest_range(self) -> tuple[float, float]:
+        """Otsu's split of the intensities: the bright class as a starting range."""
+        from skimage.filters import threshold_otsu
+
+        flat = self.editor.volume.array.reshape(-1)
+        sample = flat[:: max(1, flat.size // 1_000_000)]
+        split = float(threshold_otsu(sample))
+        return split, float(sample.max())
