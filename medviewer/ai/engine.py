@@ -252,6 +252,17 @@ def _modality_of(volume: Any) -> str:
     return str(getattr(info, "modality", "") or "")
 
 
+def _accepts_keyword(function: Callable[..., Any], name: str) -> bool:
+    """Whether ``function`` takes the keyword ``name`` (or any keyword)."""
+    import inspect
+
+    try:
+        parameters = inspect.signature(function).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.name == name or p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
+
+
 def _spacing_of(volume: Any) -> tuple[float, float, float]:
     geometry = getattr(volume, "geometry", None)
     return tuple(getattr(geometry, "spacing", (1.0, 1.0, 1.0)))  # type: ignore[return-value]
@@ -455,17 +466,28 @@ class Engine:
 
         return self.submit(run, "decode", "decoding a prompt", Priority.INTERACTIVE)
 
-    def predict_3d(self, model_id: str, volume: Any, prompt: Prompt3D, window: Window | None = None) -> Job:
-        """Run a 3D model on the whole volume. Result: a :class:`Prediction3D`."""
+    def predict_3d(
+        self, model_id: str, volume: Any, prompt: Prompt3D, window: Window | None = None, **options: Any
+    ) -> Job:
+        """Run a 3D model on the whole volume. Result: a :class:`Prediction3D`.
+
+        ``options`` are passed on to the model's ``predict_3d`` as keywords. A model whose
+        ``predict_3d`` accepts a ``geometry`` keyword also gets the volume's
+        :class:`~medviewer.model.Geometry` (origin and direction, not only the spacing).
+        """
         array = _array_of(volume)
         modality = _modality_of(volume)
         spacing = _spacing_of(volume)
+        geometry = getattr(volume, "geometry", None)
 
         def run(control: JobControl) -> Prediction3D:
             loaded = self._ensure_model(model_id, None, control)
             loaded.model.check_prompt(prompt)
+            extra = dict(options)
+            if geometry is not None and _accepts_keyword(loaded.model.predict_3d, "geometry"):
+                extra.setdefault("geometry", geometry)
             return loaded.model.predict_3d(
-                array, prompt, spacing=spacing, window=window, modality=modality, control=control
+                array, prompt, spacing=spacing, window=window, modality=modality, control=control, **extra
             )
 
         return self.submit(run, "predict_3d", f"3D segmentation with {model_id}", Priority.FOREGROUND)
