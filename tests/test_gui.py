@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from PySide6.QtCore import QCoreApplication, QEvent, QMimeData, QPoint, QPointF, Qt, QUrl
+from PySide6.QtCore import QCoreApplication, QEvent, QMimeData, QPoint, QPointF, QSettings, Qt, QUrl
 from PySide6.QtGui import QDropEvent, QGuiApplication, QImage, QMouseEvent, QWheelEvent
 from PySide6.QtWidgets import QApplication
 
@@ -41,7 +41,7 @@ def view_pixels(window: MainWindow) -> np.ndarray:
 
 def settle(qtbot, window: MainWindow, ms: int = 30) -> None:
     QApplication.processEvents()
-    window.slice_view.render_now()
+    window.render_all()
     qtbot.wait(ms)
 
 
@@ -62,11 +62,30 @@ def wheel(widget, steps: int) -> None:
     QApplication.sendEvent(widget, event)
 
 
+@pytest.fixture(autouse=True)
+def isolated_settings(tmp_path, monkeypatch):
+    """Keep the user's QSettings untouched: windows built here read and write a temp file."""
+    for fmt in (QSettings.Format.NativeFormat, QSettings.Format.IniFormat):
+        QSettings.setPath(fmt, QSettings.Scope.UserScope, str(tmp_path / "settings"))
+    return QSettings(str(tmp_path / "window.ini"), QSettings.Format.IniFormat)
+
+
+def keep_view_sizes_fixed(window: MainWindow) -> None:
+    """Hide docks that other features add (AI, editing) so they cannot resize the views mid-test."""
+    from PySide6.QtWidgets import QDockWidget
+
+    for dock in window.findChildren(QDockWidget):
+        if dock not in (window.data_dock, window.segment_dock, window.tool_dock):
+            dock.hide()
+    window.data_dock.raise_()
+
+
 @pytest.fixture
-def window(qtbot):
-    window = MainWindow(Document())
+def window(qtbot, isolated_settings):
+    window = MainWindow(Document(), settings=isolated_settings)
     qtbot.addWidget(window)
-    window.resize(1000, 720)
+    window.resize(1240, 940)
+    keep_view_sizes_fixed(window)
     window.show()
     qtbot.waitExposed(window)
     yield window
@@ -97,14 +116,14 @@ def test_demo_shows_middle_slice_rendered_with_letters_and_labels(demo_window):
     texts = view.slice_renderer.corner_texts()
     assert texts["lower_left"].startswith(f"Slice {volume.shape[0] // 2} / {volume.shape[0]}")
     assert texts["lower_right"] == "W 400  L 40"
-    letters = view.slice_renderer.orientation
+    letters = view.slice_renderer.letters
     assert (letters.left, letters.right, letters.top, letters.bottom) == ("R", "L", "A", "P")
     pixels = view_pixels(demo_window)
     assert pixels.shape[0] > 300 and pixels.shape[1] > 300
     assert pixels.std() > 20, "the rendered slice looks blank"
     centre = pixels[pixels.shape[0] // 2 - 20 : pixels.shape[0] // 2 + 20, pixels.shape[1] // 2 - 20 : pixels.shape[1] // 2 + 20]
     assert centre.mean() > 40, "the middle of the view should show the phantom's soft tissue"
-    assert demo_window.data_panel.segment_list.topLevelItemCount() == 6
+    assert demo_window.segment_panel.model.rowCount() == 6
 
 
 def test_wheel_and_keys_change_slice_and_pixels(demo_window, qtbot):
@@ -394,15 +413,21 @@ def test_dicom_folder_with_two_series_asks_which_one(window, qtbot, tmp_path):
     rows = {dialog.table.topLevelItem(n).text(1): n for n in range(dialog.table.topLevelItemCount())}
     assert set(rows) == {"CT", "MR"}
     assert dialog.table.topLevelItem(rows["MR"]).text(2) == "64 x 64"
+    # each row gets a thumbnail of its middle image, decoded in the background
+    assert dialog.wait_for_thumbnails(10000)
+    qtbot.waitUntil(lambda: len(dialog.thumbnails_shown) == 2, timeout=5000)
+    icon = dialog.table.topLevelItem(rows["MR"]).icon(0).pixmap(64, 64).toImage()
+    greys = {icon.pixelColor(x, y).red() for x in range(8, 56, 4) for y in range(8, 56, 4)}
+    assert len(greys) > 5, "the thumbnail should show the image, not a flat placeholder"
     dialog.table.setCurrentItem(dialog.table.topLevelItem(rows["MR"]))
     with qtbot.waitSignal(window.volume_loaded, timeout=20000) as blocker:
         dialog.accept()
     assert blocker.args[0].info.modality == "MR" and window.slice_view.volume is blocker.args[0]
 
 
-def test_help_about_and_menus(window, qtbot):
+def test_help_about_and_menus(window, qtbot):  # noqa: D103
     menus = [action.text() for action in window.menuBar().actions()]
-    assert menus == ["&File", "&View", "&Help"]
+    assert menus[0] == "&File" and menus.index("&View") < menus.index("&Help")  # other features may add menus
     assert window.open_file_action.shortcut().toString() == "Ctrl+O"
     assert window.open_file_action.toolTip() and not window.load_labels_action.isEnabled()
     window.about_action.trigger()
@@ -416,7 +441,7 @@ def test_run_app_screenshot_mode_with_file_and_labels(qtbot, tmp_path):
     from medviewer.io import write_volume
     from medviewer.ui.app import run_app
 
-    volume, labels, _ = make_demo_case(shape=(12, 64, 64))
+    volume, labels, _ = make_demo_case(shape=(12, 64, 64), spacing=(4.8, 4.8, 2.5))  # air around the body: CT-like
     write_volume(tmp_path / "scan.nii.gz", volume)
     write_array(tmp_path / "labels.nii.gz", labels.array, volume.geometry)
     shot = tmp_path / "shot.png"
@@ -425,6 +450,12 @@ def test_run_app_screenshot_mode_with_file_and_labels(qtbot, tmp_path):
     assert image.width() >= 1000 and image.height() >= 700
     pixels = np.frombuffer(image.constBits(), np.uint8, count=image.sizeInBytes()).reshape(image.height(), image.bytesPerLine())
     assert pixels.std() > 20
+    # --layout and --preset: three slice views in a row, lung window; the user's layout is kept
+    wide = tmp_path / "wide.png"
+    assert run_app(str(tmp_path / "scan.nii.gz"), screenshot=str(wide), layout="1x3", preset="lung") == 0
+    assert QImage(str(wide)).width() >= 1000
+    assert QSettings().value("view/layout") in (None, "2x2")
+    assert run_app(str(tmp_path / "scan.nii.gz"), screenshot=str(tmp_path / "x.png"), preset="nonsense") == 1
     bad = tmp_path / "bad.nii"
     bad.write_bytes(b"junk" * 100)
     assert run_app(str(bad), screenshot=str(tmp_path / "bad.png")) == 1

@@ -17,7 +17,7 @@ from medviewer.render.readout import (
     format_slice_counter,
     sample_cursor,
 )
-from medviewer.render.slicing import SliceBuffer, slice_position_text, vtk_friendly_dtype
+from medviewer.render.slicing import vtk_friendly_dtype
 from medviewer.render.window_level import WindowLevel, drag_window_level, format_window_level, minimum_width
 
 
@@ -145,18 +145,22 @@ def test_cursor_readout_text():
 
 
 # -- slicing ------------------------------------------------------------------------------
-def test_slice_buffer_keeps_native_dtype_and_copies_only_the_changed_box():
+def test_shared_image_is_zero_copy_for_vtk_types_and_converts_once_otherwise():
+    from vtkmodules.util.numpy_support import vtk_to_numpy
+
+    from medviewer.render.vtk_arrays import SharedImage
+
     array = np.arange(4 * 5 * 6, dtype=np.int16).reshape(4, 5, 6)
-    slices = SliceBuffer(array)
-    shown = slices.load(2)
-    assert shown.dtype == np.int16 and shown.flags.c_contiguous
-    np.testing.assert_array_equal(shown, array[2])
-    array[2] = -1  # edit the whole slice, but announce only a small box
-    assert slices.update(Box((2, 1, 1), (3, 3, 4)))
-    assert np.all(shown[1:3, 1:4] == -1)
-    assert np.count_nonzero(shown == -1) == 6  # nothing outside the box was re-read
-    assert not slices.update(Box((0, 0, 0), (2, 5, 6)))  # other slices: nothing to do
-    assert slices.load(99) is shown and slices.index == 3  # clamped, same buffer
+    shared = SharedImage(array, (0.5, 0.6, 2.0))
+    assert shared.is_zero_copy and shared.image.GetDimensions() == (6, 5, 4)
+    assert shared.image.GetSpacing() == (0.5, 0.6, 2.0)
+    # x is fastest in VTK's point order: point (i, j, k) is array[k, j, i]
+    assert shared.image.GetScalarComponentAsDouble(5, 3, 2, 0) == array[2, 3, 5]
+    array[2, 3, 5] = -7  # an in-place edit is seen by VTK without any upload
+    assert vtk_to_numpy(shared.image.GetPointData().GetScalars())[2 * 30 + 3 * 6 + 5] == -7
+    assert SharedImage(np.zeros((2, 3, 4), bool), (1, 1, 1)).is_zero_copy  # bool viewed as uint8
+    halves = SharedImage(np.zeros((2, 3, 4), np.float16), (1, 1, 1))
+    assert not halves.is_zero_copy and halves.array.dtype == np.float32
 
 
 def test_vtk_friendly_dtypes():
@@ -166,28 +170,21 @@ def test_vtk_friendly_dtypes():
     assert vtk_friendly_dtype(np.dtype(">i2")) == np.dtype(np.int16)
 
 
-def test_slice_position_uses_the_axis_nearest_the_slice_normal():
-    geometry = Geometry((10, 4, 4), (1.0, 1.0, 2.5), (0.0, 0.0, -10.0))
-    assert slice_position_text(geometry, 0) == "S -10.00 mm"
-    assert slice_position_text(geometry, 4) == "S 0.00 mm"
-    sagittal = Geometry((10, 4, 4), (1.0, 1.0, 2.0), (5.0, 0.0, 0.0), (0, 0, 1, 1, 0, 0, 0, 1, 0))
-    assert slice_position_text(sagittal, 3).startswith("L ")
-
-
 # -- the renderer without a window ----------------------------------------------------------
 def test_slice_renderer_state_without_a_window(small_demo):
     from medviewer.render.slice_renderer import SliceRenderer
 
     volume, labels, segments = small_demo
     labels = LabelMap(volume.geometry, labels.array.copy())
-    renderer = SliceRenderer()
+    renderer = SliceRenderer("axial")
     renderer.set_volume(volume, labels, segments)
     k = volume.shape[0] // 2
     assert renderer.slice_index == k
     np.testing.assert_array_equal(renderer.scan_slice(), volume.array[k])
     assert renderer.scan_slice().dtype == volume.dtype
     assert renderer.window == WindowLevel(40.0, 400.0)
-    assert (renderer.orientation.left, renderer.orientation.top) == ("R", "A")
+    assert (renderer.letters.left, renderer.letters.top) == ("R", "A")
+    assert renderer.edge_letters() == {"left": "R", "right": "L", "top": "A", "bottom": "P"}
     texts = renderer.corner_texts()
     assert texts["lower_left"].startswith(f"Slice {k} / {volume.shape[0]}")
     assert texts["lower_right"] == "W 400  L 40"
@@ -199,8 +196,45 @@ def test_slice_renderer_state_without_a_window(small_demo):
     uploads = len(renderer.label_uploads)
     labels.paint(np.ones((1, 2, 2), bool), 2, offset=(0, 0, 0))  # another slice
     assert len(renderer.label_uploads) == uploads
-    assert renderer.set_slice(0) and np.all(renderer.label_slice()[:2, :2] == 2)
-    assert not renderer.set_slice(-5)  # clamped to 0 again: no change
+    renderer.set_cursor(renderer.cursor_on_slice(0))
+    assert renderer.slice_index == 0 and np.all(renderer.label_slice()[:2, :2] == 2)
+    assert not renderer.set_cursor(renderer.cursor_on_slice(-5))  # clamped to 0 again: no change
+
+
+def test_slice_renderer_views_agree_with_numpy_slicing(small_demo):
+    from medviewer.render.slice_renderer import SliceRenderer
+
+    volume, labels, segments = small_demo
+    i, j, k = 11, 30, 5
+    cursor = volume.geometry.index_to_physical((i, j, k))
+    expected = {
+        "axial": volume.array[k],  # rows j (A at top), columns i (R at left)
+        "coronal": volume.array[::-1, j, :],  # rows: S at top
+        "sagittal": volume.array[::-1, :, i],  # columns: A (j = 0) at left
+    }
+    for orientation, reference in expected.items():
+        renderer = SliceRenderer(orientation)
+        renderer.set_volume(volume, labels, segments, cursor=cursor)
+        np.testing.assert_array_equal(renderer.scan_slice(), reference)
+        renderer.set_outline_mode(True)  # outline changes what is drawn, not the label slice
+        np.testing.assert_array_equal(renderer.label_slice(), labels.array[k] if orientation == "axial" else
+                                      (labels.array[::-1, j, :] if orientation == "coronal" else labels.array[::-1, :, i]))
+        assert renderer._scan.shared.is_zero_copy and renderer._labels.shared.is_zero_copy
+
+
+def test_label_layer_is_cropped_to_the_labelled_part_of_the_slice():
+    from medviewer.render.slice_renderer import SliceRenderer
+
+    volume = Volume(np.zeros((4, 20, 30), np.int16), Geometry((4, 20, 30)), VolumeInfo(name="blank"))
+    labels = LabelMap(volume.geometry)
+    renderer = SliceRenderer("axial")
+    renderer.set_volume(volume, labels, SegmentTable())
+    assert renderer.label_extent is None  # nothing to draw: the layer is skipped
+    labels.changed.connect(renderer.labels_changed)
+    labels.paint(np.ones((1, 3, 4), bool), 1, offset=(2, 5, 7))
+    assert renderer.label_extent == (7, 10, 5, 7)
+    renderer.set_cursor(renderer.cursor_on_slice(0))
+    assert renderer.label_extent is None
 
 
 def test_slice_renderer_handles_float_volumes_and_no_labels():
@@ -210,6 +244,7 @@ def test_slice_renderer_handles_float_volumes_and_no_labels():
     renderer = SliceRenderer()
     renderer.set_volume(volume)
     assert renderer.scan_slice().dtype == np.float32
+    np.testing.assert_array_equal(renderer.scan_slice(), volume.array[1].astype(np.float32))
     assert renderer.label_slice() is None and not renderer.labels_changed(Box.full(volume.shape))
     renderer.set_volume(None)
     assert not renderer.has_volume

@@ -75,13 +75,3 @@ def _compact(value: float) -> str:
 def format_window_level(window: WindowLevel) -> str:
     """Corner text such as 'W 400  L 40'."""
     return f"W {_compact(window.width)}  L {_compact(window.center)}"
-
-
-#: Standard CT windows (centre, width in HU) offered for every CT volume.
-CT_WINDOW_PRESETS: tuple[tuple[str, float, float], ...] = (
-    ("Abdomen", 40.0, 400.0),
-    ("Lung", -600.0, 1500.0),
-    ("Bone", 400.0, 1800.0),
-    ("Brain", 40.0, 80.0),
-    ("Mediastinum", 50.0, 350.0),
-)

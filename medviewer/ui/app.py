@@ -16,6 +16,8 @@ from medviewer.ui.main_window import MainWindow
 
 #: Longest a screenshot run waits for its loads before giving up (seconds).
 SCREENSHOT_TIMEOUT_S = 180.0
+#: Window size of screenshot runs (shrunk to the screen when it is smaller).
+SCREENSHOT_SIZE = (1600, 1000)
 
 
 def get_application() -> QApplication:
@@ -50,10 +52,11 @@ def _settle(milliseconds: int) -> None:
 
 
 def _hover_view_centre(window: MainWindow) -> None:
-    """Put a synthetic mouse over the middle of the view so the readout shows in screenshots."""
-    widget = window.slice_view.vtk_widget
-    if window.slice_view.volume is None:
+    """Put a synthetic mouse over the middle of a visible slice view so the readout shows."""
+    views = [v for v in window.slice_views.values() if v.isVisible() and v.volume is not None]
+    if not views:
         return
+    widget = views[0].vtk_widget
     local = QPointF(widget.width() / 2.0, widget.height() / 2.0)
     event = QMouseEvent(
         QEvent.Type.MouseMove, local, widget.mapToGlobal(local),
@@ -63,9 +66,10 @@ def _hover_view_centre(window: MainWindow) -> None:
 
 
 def save_window_screenshot(window: MainWindow, path: str | Path) -> bool:
-    """Save what the window shows, VTK view included (QWidget.grab cannot read OpenGL)."""
-    window.slice_view.render_now()
+    """Save what the window shows, VTK views included (QWidget.grab cannot read OpenGL)."""
+    window.render_all()
     _settle(150)
+    window.render_all()
     screen = window.screen() or QGuiApplication.primaryScreen()
     pixmap = screen.grabWindow(int(window.winId()))
     path = Path(path)
@@ -79,20 +83,45 @@ def run_app(
     demo: bool = False,
     labels: str | None = None,
     screenshot: str | None = None,
+    layout: str | None = None,
+    preset: str | None = None,
 ) -> int:
     """Start the viewer; return the process exit code.
 
-    With ``screenshot`` the window is shown, the requested data loaded, the view rendered
-    and a PNG of the window saved, then the function returns without waiting for the user
-    (0 on success, 1 when a load failed or the image could not be written).
+    ``layout`` picks the view layout ('2x2', '1x3', 'axial', 'coronal', 'sagittal', '3d')
+    and ``preset`` a window/level preset by name, applied once the data is shown.
+    With ``screenshot`` the window is shown, the requested data loaded (slices centred,
+    labels and 3D surfaces included), a PNG of the window saved, and the function returns
+    without waiting for the user (0 on success, 1 when a load failed, the preset is unknown
+    or the image could not be written).
     """
     app = get_application()
     window = MainWindow(Document())
     window.auto_select_first_series = screenshot is not None
     failures: list[str] = []
     window.load_failed.connect(failures.append)
+    if layout:
+        # A layout asked for on the command line is for this run, not a new preference.
+        window.set_layout(layout, remember=False)
+    if screenshot is not None:
+        window.remember_layout = False
+        screen = window.screen() or QGuiApplication.primaryScreen()
+        available = screen.availableGeometry() if screen is not None else None
+        width, height = SCREENSHOT_SIZE
+        if available is not None:
+            width, height = min(width, available.width()), min(height, available.height())
+        window.resize(width, height)
     window.show()
 
+    def apply_preset(_volume=None) -> None:
+        if preset and window.document.active_volume is not None:
+            try:
+                window.apply_window_preset(preset)
+            except ValueError as exc:
+                failures.append(str(exc))
+                window.statusBar().showMessage(str(exc), 15000)
+
+    window.volume_loaded.connect(apply_preset)
     if demo:
         window.open_demo()
     elif path:
@@ -118,6 +147,9 @@ def run_app(
     finished = _wait_until(settled, SCREENSHOT_TIMEOUT_S)
     if labels and finished and not failures:
         finished = _wait_until(lambda: not window.is_busy, SCREENSHOT_TIMEOUT_S)
+    if finished and window.layout_state.is_visible("3d"):
+        # Surfaces are built in the background; the screenshot should show them.
+        finished = _wait_until(lambda: not getattr(window.view3d, "busy", False), SCREENSHOT_TIMEOUT_S)
     _hover_view_centre(window)
     _settle(200)
     saved = save_window_screenshot(window, screenshot)
