@@ -350,6 +350,25 @@ class SamFamilyModel(SegmentationModel):
             extra=dict(extra),
         )
 
+    def _encode_stretched(self, image2d, window, modality, control, preprocess) -> Embedding:
+        """Encode a slice squashed to the square input (MedSAM, SAM-Med2D: no aspect kept).
+
+        ``preprocess(image, window, size)`` is the model's own image preparation; prompts
+        are later scaled per axis with the ``scale_xy`` recorded here.
+        """
+        image = self._checked_slice(image2d)
+        window = resolve_window(image, window, modality)
+        size = self.spec.image_size
+        network_input = preprocess(image, window, size)
+        if control is not None:
+            control.check()
+        with torch.inference_mode():
+            features = self.network.image_encoder(network_input.to(self.device))
+        rows, columns = image.shape
+        return self._embedding(
+            features, image.shape, (size, size), size / columns, window, scale_xy=(size / columns, size / rows)
+        )
+
     def _run_decoder(self, embedding: Embedding, points, boxes, masks, multimask: bool):
         """Prompt encoder + mask decoder; returns (low-res logits [1, 1, s, s], predicted IoU).
 

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from medviewer.ai.api import Embedding, Prediction, Prompt2D, Window
 from medviewer.ai.errors import UnsupportedPromptError
 from medviewer.ai.preprocessing import min_max_normalise
-from medviewer.ai.sam_common import SamFamilyModel, as_numpy_2d, resolve_window, to_uint8
+from medviewer.ai.sam_common import SamFamilyModel, as_numpy_2d, to_uint8
 from medviewer.jobs import JobControl
 
 THRESHOLD = 0.5  # on probabilities
@@ -65,18 +65,7 @@ class MedSAM(SamFamilyModel):
         modality: str = "",
         control: JobControl | None = None,
     ) -> Embedding:
-        image = self._checked_slice(image2d)
-        window = resolve_window(image, window, modality)
-        size = self.spec.image_size
-        network_input = preprocess(image, window, size)
-        if control is not None:
-            control.check()
-        with torch.inference_mode():
-            features = self.network.image_encoder(network_input.to(self.device))
-        rows, columns = image.shape
-        return self._embedding(
-            features, image.shape, (size, size), size / columns, window, scale_xy=(size / columns, size / rows)
-        )
+        return self._encode_stretched(image2d, window, modality, control, preprocess)
 
     def decode(
         self,

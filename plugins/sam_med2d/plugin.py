@@ -35,7 +35,6 @@ from medviewer.ai.sam_common import (
     build_sam,
     mask_prompt,
     point_and_box_tensors,
-    resolve_window,
     to_uint8,
 )
 from medviewer.jobs import JobControl
@@ -100,18 +99,7 @@ class SAMMed2D(SamFamilyModel):
         modality: str = "",
         control: JobControl | None = None,
     ) -> Embedding:
-        image = self._checked_slice(image2d)
-        window = resolve_window(image, window, modality)
-        size = self.spec.image_size
-        network_input = preprocess(image, window, size)
-        if control is not None:
-            control.check()
-        with torch.inference_mode():
-            features = self.network.image_encoder(network_input.to(self.device))
-        rows, columns = image.shape
-        return self._embedding(
-            features, image.shape, (size, size), size / columns, window, scale_xy=(size / columns, size / rows)
-        )
+        return self._encode_stretched(image2d, window, modality, control, preprocess)
 
     def decode(
         self,
