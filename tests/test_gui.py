@@ -15,9 +15,11 @@ from PySide6.QtWidgets import QApplication
 
 from medviewer.io import write_array
 from medviewer.io.errors import SeriesSelectionError
-from medviewer.model import Box, Document
+from medviewer.model import Box
 from medviewer.ui.main_window import MainWindow, choose_drop_target
 from medviewer.ui.series_dialog import series_row
+
+from gui_support import demo_window, isolated_settings, keep_view_sizes_fixed, settle, window  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.gui
 
@@ -39,12 +41,6 @@ def view_pixels(window: MainWindow) -> np.ndarray:
     return data.reshape(height, image.bytesPerLine())[:, : width * 3].reshape(height, width, 3).copy()
 
 
-def settle(qtbot, window: MainWindow, ms: int = 30) -> None:
-    QApplication.processEvents()
-    window.render_all()
-    qtbot.wait(ms)
-
-
 def send_mouse(widget, kind, pos: QPoint, button=Qt.MouseButton.NoButton, buttons=Qt.MouseButton.NoButton, modifiers=Qt.KeyboardModifier.NoModifier):
     local = QPointF(pos)
     event = QMouseEvent(kind, local, QPointF(widget.mapToGlobal(pos)), button, buttons, modifiers)
@@ -60,49 +56,6 @@ def wheel(widget, steps: int) -> None:
     event = QWheelEvent(pos, QPointF(widget.mapToGlobal(pos.toPoint())), QPoint(0, 0), QPoint(0, 120 * steps),
                         Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier, Qt.ScrollPhase.NoScrollPhase, False)
     QApplication.sendEvent(widget, event)
-
-
-@pytest.fixture(autouse=True)
-def isolated_settings(tmp_path, monkeypatch):
-    """Keep the user's QSettings untouched: windows built here read and write a temp file."""
-    for fmt in (QSettings.Format.NativeFormat, QSettings.Format.IniFormat):
-        QSettings.setPath(fmt, QSettings.Scope.UserScope, str(tmp_path / "settings"))
-    return QSettings(str(tmp_path / "window.ini"), QSettings.Format.IniFormat)
-
-
-def keep_view_sizes_fixed(window: MainWindow) -> None:
-    """Hide docks that other features add (AI, editing) so they cannot resize the views mid-test."""
-    from PySide6.QtWidgets import QDockWidget
-
-    for dock in window.findChildren(QDockWidget):
-        if dock not in (window.data_dock, window.segment_dock, window.tool_dock):
-            dock.hide()
-    window.data_dock.raise_()
-
-
-@pytest.fixture
-def window(qtbot, isolated_settings):
-    window = MainWindow(Document(), settings=isolated_settings)
-    qtbot.addWidget(window)
-    window.resize(1240, 940)
-    keep_view_sizes_fixed(window)
-    window.show()
-    qtbot.waitExposed(window)
-    yield window
-    # pytest-qt has closed the window and called deleteLater(); delete it now, while the X
-    # server still runs: a VTK widget destroyed at interpreter exit (after pytest-xvfb
-    # stopped Xvfb) makes Xlib abort the process with exit code 1.
-    window.close()
-    QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
-    del window
-    gc.collect()
-
-
-@pytest.fixture
-def demo_window(window, qtbot):
-    window.open_demo()
-    settle(qtbot, window)
-    return window
 
 
 # -- tests --------------------------------------------------------------------------------

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import gc
 
 import numpy as np
 import pytest
-from PySide6.QtCore import QCoreApplication, QEvent, QPoint, QPointF, QSettings, Qt
+from PySide6.QtCore import QCoreApplication, QEvent, QPoint, QPointF, Qt
 from PySide6.QtGui import QImage, QMouseEvent, QWheelEvent
 from PySide6.QtWidgets import QApplication, QLabel
 
 from medviewer.model import Box, Document, Geometry, Volume, VolumeInfo
 from medviewer.ui.main_window import MainWindow
+
+from gui_support import demo_window, isolated_settings, keep_view_sizes_fixed, settle, window  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.gui
 
@@ -23,12 +24,6 @@ def pixels_of(view) -> np.ndarray:
     width, height = image.width(), image.height()
     data = np.frombuffer(image.constBits(), np.uint8, count=image.sizeInBytes())
     return data.reshape(height, image.bytesPerLine())[:, : width * 3].reshape(height, width, 3).copy()
-
-
-def settle(qtbot, window: MainWindow, ms: int = 20) -> None:
-    QApplication.processEvents()
-    window.render_all()
-    qtbot.wait(ms)
 
 
 def send_mouse(widget, kind, pos, button=Qt.MouseButton.NoButton, buttons=Qt.MouseButton.NoButton,
@@ -70,48 +65,6 @@ def bright_blobs(pixels: np.ndarray, threshold: int = 170) -> list[tuple[float, 
 def region_mean(pixels: np.ndarray, pos: QPointF, radius: int = 2) -> np.ndarray:
     x, y = round(pos.x()), round(pos.y())
     return pixels[y - radius : y + radius + 1, x - radius : x + radius + 1].reshape(-1, 3).mean(axis=0)
-
-
-@pytest.fixture(autouse=True)
-def isolated_settings(tmp_path):
-    """Windows built here read and write a settings file in a temp folder, never the user's."""
-    for fmt in (QSettings.Format.NativeFormat, QSettings.Format.IniFormat):
-        QSettings.setPath(fmt, QSettings.Scope.UserScope, str(tmp_path / "settings"))
-    return QSettings(str(tmp_path / "window.ini"), QSettings.Format.IniFormat)
-
-
-def keep_view_sizes_fixed(window: MainWindow) -> None:
-    """Hide docks that other features add (AI, editing): their contents must not resize the
-    views between two screen grabs of a test. The viewer's own docks stay."""
-    from PySide6.QtWidgets import QDockWidget
-
-    for dock in window.findChildren(QDockWidget):
-        if dock not in (window.data_dock, window.segment_dock, window.tool_dock):
-            dock.hide()
-    window.data_dock.raise_()
-
-
-@pytest.fixture
-def window(qtbot, isolated_settings):
-    window = MainWindow(Document(), settings=isolated_settings)
-    qtbot.addWidget(window)
-    window.resize(1240, 940)
-    keep_view_sizes_fixed(window)
-    window.show()
-    qtbot.waitExposed(window)
-    yield window
-    # Delete the VTK widgets while Xvfb still runs (see tests/test_gui.py).
-    window.close()
-    QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
-    del window
-    gc.collect()
-
-
-@pytest.fixture
-def demo_window(window, qtbot):
-    window.open_demo()
-    settle(qtbot, window)
-    return window
 
 
 def rotation(axis: str, degrees: float) -> np.ndarray:
