@@ -31,9 +31,9 @@ from typing import Any
 import numpy as np
 
 from medviewer import __version__
-from medviewer.io.errors import CorruptFileError, MedViewerIOError, UnsupportedFormatError, WriteError
+from medviewer.io.errors import CorruptFileError, MedViewerIOError, UnsupportedFormatError
 from medviewer.io.provenance_json import entry_from_dict, entry_to_dict, scan_reference
-from medviewer.io.safety import atomic_output, check_output
+from medviewer.io.safety import check_output, write_bytes_atomic
 from medviewer.io.segnrrd import decode_seg_nrrd, encode_seg_nrrd
 from medviewer.model.geometry import Geometry
 from medviewer.model.provenance import now_iso
@@ -141,16 +141,7 @@ def save_session(path: str | Path, state: SessionState, overwrite: bool = True, 
     if not path.name.endswith(SESSION_SUFFIX):
         path = path.with_name(path.name + SESSION_SUFFIX)
     check_output(path, overwrite)
-    data = encode_session(state, compression)
-    try:
-        with atomic_output(path) as temp:
-            with open(temp, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-    except OSError as exc:
-        raise WriteError(f"saving the session failed ({exc.strerror or exc})", path) from None
-    return path
+    return write_bytes_atomic(path, encode_session(state, compression))
 
 
 def load_session(path: str | Path) -> SessionState:
