@@ -1,7 +1,7 @@
 """Command line: ``medviewer [PATH]`` opens the app; sub-commands script it headlessly.
 
 Sub-commands never import Qt (and VTK only to write STL/OBJ meshes), so ``info``,
-``convert`` and ``export`` run on servers without a display. Every failure is printed as
+``convert``, ``export``, ``models`` and ``segment`` run on servers without a display. Every failure is printed as
 one human-readable line with a non-zero exit code.
 """
 
@@ -181,6 +181,303 @@ def _export(args) -> int:
     return EXIT_OK
 
 
+# -- AI: `models` and `segment` (the same registry, engine and plugins as the GUI) ---------------------
+
+AXES = {"axial": 0, "coronal": 1, "sagittal": 2}
+#: For each slicing axis: which of (i, j, k) are the view's X and Y, and which is the slice index.
+#: Matches medviewer.ai.engine.take_slice: axis 0 -> array[k] (x=i, y=j); axis 1 -> array[:, j] (x=i, y=k);
+#: axis 2 -> array[:, :, i] (x=j, y=k).
+IN_PLANE = {0: (0, 1, 2), 1: (0, 2, 1), 2: (1, 2, 0)}
+
+
+def _model_card(entry) -> dict:
+    info = entry.info
+    card = {"id": entry.id, "name": entry.name, "status": entry.status, "source": entry.source}
+    if info is not None:
+        card.update(
+            version=info.version,
+            license=info.license,
+            prompts=sorted(k.value for k in info.prompts),
+            dims=sorted(d.value for d in info.dims),
+            input_size=list(info.input_size) if info.input_size else None,
+            checkpoint={"kind": info.checkpoint.kind, "rule": info.checkpoint.describe()},
+        )
+    return card
+
+
+def _models(args) -> int:
+    from medviewer.ai.registry import ModelRegistry
+
+    cards = [_model_card(entry) for entry in ModelRegistry().entries()]
+    if args.json:
+        print(json.dumps(cards, indent=2))
+        return EXIT_OK
+    for card in cards:
+        print(f"{card['id']}  [{card['status']}]")
+        if "version" not in card:
+            continue
+        print(f"  {card['name']} {card['version']}  license: {card['license'] or '?'}")
+        size = "x".join(map(str, card["input_size"])) if card["input_size"] else "any"
+        print(f"  prompts: {', '.join(card['prompts']) or 'none'}  dims: {', '.join(card['dims'])}  input: {size}")
+        print(f"  checkpoint: {card['checkpoint']['rule']}")
+    return EXIT_OK
+
+
+def _numbers(text: str, count: int, what: str, allow_sign: bool = False) -> tuple[list[float], int]:
+    """'1,2,3[,+|-]' -> ([1.0, 2.0, 3.0], 1|0)."""
+    import math
+
+    from medviewer.io.errors import MedViewerIOError
+
+    parts = [p.strip() for p in text.split(",")]
+    label = 1
+    if allow_sign and len(parts) == count + 1:
+        sign = parts.pop()
+        if sign not in ("+", "-", "1", "0"):
+            raise MedViewerIOError(f"{what} {text!r}: the last item must be + or -")
+        label = 1 if sign in ("+", "1") else 0
+    try:
+        values = [float(p) for p in parts]
+    except ValueError:
+        values = []
+    if len(values) != count or not all(math.isfinite(v) for v in values):
+        raise MedViewerIOError(f"{what} {text!r} needs {count} comma-separated numbers")
+    return values, label
+
+
+def _to_index(volume, point: list[float], mm: bool) -> list[float]:
+    if not mm:
+        return [float(v) for v in point]
+    import numpy as np
+
+    return [float(v) for v in np.rint(volume.geometry.physical_to_index(point))]
+
+
+def _check_inside(volume, ijk, what: str) -> None:
+    from medviewer.io.errors import MedViewerIOError
+
+    size = volume.geometry.size_xyz
+    for value, n, name in zip(ijk, size, "ijk", strict=True):
+        if not 0 <= round(value) <= n - 1:
+            raise MedViewerIOError(
+                f"{what} is outside the volume: {name}={value:g} not in 0..{n - 1} (size {'x'.join(map(str, size))})"
+            )
+
+
+def _prompt_record(volume, kind: str, ijk_list, labels=None) -> dict:
+    physical = [[round(float(v), 4) for v in volume.geometry.index_to_physical(p)] for p in ijk_list]
+    record = {"kind": kind, "voxel_ijk": [[float(v) for v in p] for p in ijk_list], "physical_lps_mm": physical}
+    if labels is not None:
+        record["labels"] = list(labels)
+    return record
+
+
+def _segment(args) -> int:
+    import datetime
+    import os
+    import time
+
+    import numpy as np
+
+    from medviewer.ai.api import Prompt2D, Prompt3D
+    from medviewer.ai.engine import Engine
+    from medviewer.ai.errors import CheckpointError, ModelError, UnsupportedPromptError
+    from medviewer.ai.registry import ModelRegistry
+    from medviewer.io.errors import MedViewerIOError, WriteError
+    from medviewer.io.images import WRITE_SUFFIXES, file_suffix, write_array
+    from medviewer.io.loader import load_volume
+    from medviewer.jobs import JobControl
+
+    source, target = Path(args.input).resolve(), Path(args.output).resolve()
+    sidecar = target.with_name(target.name + ".provenance.json")
+    if target == source or sidecar == source:
+        raise WriteError("refusing to overwrite the input", target)
+    if file_suffix(target) not in WRITE_SUFFIXES:
+        suffix = file_suffix(target) or target.name
+        raise WriteError(f"cannot write '{suffix}' files; use one of {', '.join(WRITE_SUFFIXES)}", target)
+    if not target.parent.is_dir():
+        raise WriteError("the folder does not exist", target.parent)
+    if target.exists() and not args.force:
+        raise WriteError("already exists; use --force to replace it", target)
+    if not 1 <= args.label <= 65535:
+        raise MedViewerIOError(f"--label must be 1..65535, got {args.label}")
+
+    registry = ModelRegistry()
+    entry = registry.get(args.model)  # PluginError naming the known models
+    if not entry.available:
+        raise ModelError(f"model {args.model!r}: {entry.status}")
+    info = entry.info
+    try:
+        checkpoint_path = registry.resolve_checkpoint(args.model, args.checkpoint)
+    except CheckpointError as exc:
+        hint = " (pass --checkpoint PATH)" if info.checkpoint.kind == "user_file" and not args.checkpoint else ""
+        raise CheckpointError(f"{info.name}: {exc}{hint}") from None
+
+    volume = load_volume(source, args.series, JobControl(_progress_printer(args.verbose)))
+    for warning in volume.info.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    shape = volume.array.shape
+    if len(shape) != 3:
+        raise MedViewerIOError(f"expected a 3D volume, got array shape {shape}", source)
+    axis = AXES[args.axis]
+    x_of, y_of, n_of = IN_PLANE[axis]
+
+    # -- prompts: everything in voxel indices (i, j, k) from here on ---------------------------------
+    mode: str
+    prompts: list[dict] = []
+    slice_index: int | None = None
+    prompt2d = prompt3d = None
+    if args.box is not None:
+        if args.mm:
+            corners, _ = _numbers(args.box, 6, "--box (with --mm: x0,y0,z0,x1,y1,z1 in LPS mm)")
+            a = _to_index(volume, corners[:3], True)
+            b = _to_index(volume, corners[3:], True)
+            if a[n_of] != b[n_of]:
+                raise MedViewerIOError(
+                    f"the --box corners lie on different {args.axis} slices ({a[n_of]:g}, {b[n_of]:g})"
+                )
+            if args.slice is not None and args.slice != int(a[n_of]):
+                raise MedViewerIOError(f"--slice {args.slice} does not match the box's slice {int(a[n_of])}")
+            slice_index = int(a[n_of])
+            xy = [a[x_of], a[y_of], b[x_of], b[y_of]]
+        else:
+            if args.slice is None:
+                raise MedViewerIOError("--box needs --slice K (the slice index along --axis)")
+            xy, _ = _numbers(args.box, 4, "--box")
+            slice_index = args.slice
+        corners_ijk = []
+        for x, y in ((xy[0], xy[1]), (xy[2], xy[3])):
+            ijk = [0.0, 0.0, 0.0]
+            ijk[x_of], ijk[y_of], ijk[n_of] = x, y, float(slice_index)
+            _check_inside(volume, ijk, "--box")
+            corners_ijk.append(ijk)
+        prompt2d = Prompt2D(box=tuple(xy))
+        prompts.append(_prompt_record(volume, "box", corners_ijk))
+        mode = "2d"
+    elif args.point:
+        points, labels = [], []
+        for text in args.point:
+            values, label = _numbers(text, 3, "--point", allow_sign=True)
+            ijk = _to_index(volume, values, args.mm)
+            _check_inside(volume, ijk, f"--point {text}")
+            points.append(ijk)
+            labels.append(label)
+        prompts.append(_prompt_record(volume, "points", points, labels))
+        if info.is_3d:
+            prompt3d = Prompt3D(points=tuple(tuple(p) for p in points), labels=tuple(labels))
+            mode = "3d"
+        else:
+            slices = sorted({int(p[n_of]) for p in points})
+            if len(slices) != 1 or (args.slice is not None and slices != [args.slice]):
+                raise MedViewerIOError(
+                    f"{info.name} segments one {args.axis} slice at a time: all --point must share the slice index"
+                    f" along that axis (got {slices})"
+                )
+            slice_index = slices[0]
+            prompt2d = Prompt2D(points=tuple((p[x_of], p[y_of]) for p in points), labels=tuple(labels))
+            mode = "2d"
+    else:
+        label_text = "--box3d (with --mm: x0,y0,z0,x1,y1,z1 in LPS mm)" if args.mm else "--box3d"
+        values, _ = _numbers(args.box3d, 6, label_text)
+        a, b = _to_index(volume, values[:3], args.mm), _to_index(volume, values[3:], args.mm)
+        _check_inside(volume, a, "--box3d")
+        _check_inside(volume, b, "--box3d")
+        if not info.is_3d:
+            raise UnsupportedPromptError(f"{info.name} has no 3D mode; use --box with --slice (and --propagate)")
+        prompt3d = Prompt3D(box=tuple(a + b))
+        prompts.append(_prompt_record(volume, "box_3d", [a, b]))
+        mode = "3d"
+    if args.propagate and mode != "2d":
+        raise UnsupportedPromptError("--propagate works with 2D models (a --box or --point on one slice)")
+    if mode == "2d" and not info.is_2d:
+        raise UnsupportedPromptError(f"{info.name} does not segment single slices; use --box3d or --point")
+
+    # -- run through the engine ------------------------------------------------------------------------
+    started = time.time()
+    engine = Engine(registry, device=args.device)
+    scores: dict[int, float | None] = {}
+    score: float | None = None
+    try:
+        engine.load_model(args.model, args.checkpoint).get()
+        sha = engine._known_sha.get(args.model, "") or info.checkpoint.sha256  # as the GUI's model card
+        mask = np.zeros(shape, dtype=bool)
+        if mode == "3d":
+            prediction3d = engine.predict_3d(args.model, volume, prompt3d).get()
+            mask = np.asarray(prediction3d.mask, dtype=bool)
+            score = prediction3d.score
+        else:
+            prediction = engine.segment(args.model, volume, axis, slice_index, prompt2d).get()
+            score = prediction.score
+            key: list = [slice(None)] * 3
+            key[axis] = slice_index
+            mask[tuple(key)] = prediction.mask
+            if args.propagate:
+                from medviewer.ai.propagation import start_propagation
+
+                result = start_propagation(engine, args.model, volume, axis, slice_index, prediction.mask).get()
+                mask |= np.asarray(result.mask, dtype=bool)
+                scores = {int(k): (None if v is None else float(v)) for k, v in sorted(result.scores.items())}
+        loaded = engine.loaded_model(args.model)
+        device = getattr(loaded, "device", None) or engine.device
+    finally:
+        engine.shutdown()
+    if mask.shape != shape:
+        raise ModelError(f"{info.name} returned a mask of shape {mask.shape}, expected {shape}")
+
+    voxels = int(mask.sum())
+    millilitres = voxels * volume.geometry.voxel_volume_mm3 / 1000.0
+    dtype = np.uint8 if args.label <= 255 else np.uint16
+    labels_array = np.where(mask, args.label, 0).astype(dtype)
+    provenance = {
+        "tool": f"medviewer {__version__} segment",
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "input": str(source),
+        "series": args.series,
+        "output": str(target),
+        "label": args.label,
+        "model": {
+            "id": info.id,
+            "name": info.name,
+            "version": info.version,
+            "license": info.license,
+            "checkpoint": str(checkpoint_path) if checkpoint_path else None,
+            "checkpoint_sha256": sha or None,
+        },
+        "device": device,
+        "axis": args.axis if mode == "2d" else None,
+        "slice": slice_index,
+        "coordinates_given_in": "LPS mm" if args.mm else "voxel ijk",
+        "prompts": prompts,
+        "propagate": bool(args.propagate),
+        "voxels": voxels,
+        "volume_ml": round(millilitres, 4),
+        "score": score,
+        "slice_scores": {str(k): v for k, v in scores.items()} if args.propagate else None,
+        "seconds": round(time.time() - started, 3),
+    }
+    # Write the sidecar to a temporary name first, so a failure leaves neither file behind.
+    temp_sidecar = sidecar.with_name(f".{sidecar.name}.partial")
+    existed = target.exists()
+    written = False
+    try:
+        temp_sidecar.write_text(json.dumps(provenance, indent=2) + "\n", encoding="utf-8")
+        write_array(target, labels_array, volume.geometry)
+        written = True
+        os.replace(temp_sidecar, sidecar)
+    except OSError as exc:
+        if written and not existed:
+            target.unlink(missing_ok=True)
+        raise WriteError(f"writing failed ({exc})", target) from None
+    finally:
+        temp_sidecar.unlink(missing_ok=True)
+    if voxels == 0:
+        print("warning: the model segmented nothing (an empty label map was written)", file=sys.stderr)
+    score_text = f", score {score:.3f}" if score is not None else ""
+    slices_text = f", {sum(1 for k in range(shape[axis]) if mask.take(k, axis).any())} slices" if args.propagate else ""
+    print(f"wrote {target}: {voxels} voxels, {millilitres:.3f} mL{slices_text}{score_text} ({info.id} on {device})")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="medviewer",
@@ -223,6 +520,45 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--force", action="store_true", help="replace OUTPUT if it exists")
     export.add_argument("-v", "--verbose", action="store_true", help="show progress")
     export.set_defaults(func=_export)
+
+    models = sub.add_parser("models", help="list the AI model plugins, their status and model cards")
+    models.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    models.set_defaults(func=_models)
+
+    segment = sub.add_parser(
+        "segment",
+        help="segment a scan with an AI model plugin and write a label map plus provenance JSON",
+        description="Segment INPUT with model --model and write a label map on INPUT's grid to OUTPUT "
+        "(.nii.gz .nii .nrrd .mha) and OUTPUT.provenance.json. Coordinates are voxel indices in "
+        "SimpleITK order (i = column, j = row, k = slice); with --mm they are LPS millimetres.",
+    )
+    segment.add_argument("input", help="image file, DICOM file or DICOM folder")
+    segment.add_argument("output", help="label map to write; an existing file is replaced only with --force")
+    segment.add_argument("--model", required=True, help="model id (see: medviewer models)")
+    segment.add_argument("--checkpoint", help="checkpoint file (required for models whose weights you choose)")
+    segment.add_argument("--device", default="auto", choices=("cpu", "cuda", "auto"), help="AI device (default auto)")
+    prompt = segment.add_mutually_exclusive_group(required=True)
+    prompt.add_argument(
+        "--box", metavar="X0,Y0,X1,Y1",
+        help="2D box on slice --slice: axial X=i,Y=j; coronal X=i,Y=k; sagittal X=j,Y=k "
+        "(with --mm: two LPS corners x0,y0,z0,x1,y1,z1 on one slice)",
+    )
+    prompt.add_argument(
+        "--point", metavar="I,J,K[,+/-]", action="append",
+        help="a positive (+, default) or negative (-) click; repeat for several",
+    )
+    prompt.add_argument("--box3d", metavar="I0,J0,K0,I1,J1,K1", help="3D box, inclusive corners (3D models)")
+    segment.add_argument("--slice", type=int, help="slice index along --axis (k axial, j coronal, i sagittal)")
+    segment.add_argument("--axis", default="axial", choices=tuple(AXES), help="slicing axis for 2D models")
+    segment.add_argument(
+        "--propagate", action="store_true", help="2D models: carry the mask through the neighbouring slices"
+    )
+    segment.add_argument("--mm", action="store_true", help="coordinates are physical LPS millimetres")
+    segment.add_argument("--series", help="series key or UID when the folder holds several")
+    segment.add_argument("--label", type=int, default=1, help="label value to write (default 1)")
+    segment.add_argument("--force", action="store_true", help="replace OUTPUT if it exists")
+    segment.add_argument("-v", "--verbose", action="store_true", help="show progress")
+    segment.set_defaults(func=_segment)
     return parser
 
 
@@ -247,22 +583,46 @@ def build_gui_parser() -> argparse.ArgumentParser:
     return parser
 
 
-SUBCOMMANDS = ("info", "convert", "export")
+SUBCOMMANDS = ("info", "convert", "export", "models", "segment")
+
+
+def _join_negative_values(argv: list[str]) -> list[str]:
+    """'--box -131.6,...' -> '--box=-131.6,...': argparse would take a leading '-' for an option."""
+    out: list[str] = []
+    items = iter(argv)
+    for item in items:
+        if item in ("--box", "--point", "--box3d"):
+            value = next(items, None)
+            if value is not None and len(value) > 1 and value[0] == "-" and (value[1].isdigit() or value[1] == "."):
+                out.append(f"{item}={value}")
+                continue
+            out.append(item)
+            if value is not None:
+                out.append(value)
+            continue
+        out.append(item)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    from medviewer.ai.errors import ModelError
     from medviewer.io.errors import MedViewerIOError
     from medviewer.jobs import JobCancelled
 
     if argv and argv[0] in SUBCOMMANDS:
+        if argv[0] == "segment":
+            argv = _join_negative_values(argv)
         args = build_parser().parse_args(argv)
         try:
             return args.func(args)
         except MedViewerIOError as exc:
             print(f"medviewer {args.command}: error: {exc}", file=sys.stderr)
-            if getattr(exc, "series", None) and args.command in ("convert", "export"):
+            if getattr(exc, "series", None) and args.command in ("convert", "export", "segment"):
                 print("pick one with --series KEY (keys: medviewer info PATH)", file=sys.stderr)
+            return EXIT_ERROR
+        except ModelError as exc:  # PluginError, CheckpointError, UnsupportedPromptError, out of memory
+            print(f"medviewer {args.command}: error: {exc}", file=sys.stderr)
             return EXIT_ERROR
         except JobCancelled:
             print(f"medviewer {args.command}: cancelled", file=sys.stderr)
