@@ -135,8 +135,31 @@ def _points_and_labels(points, labels, dims: int) -> tuple[tuple, tuple[int, ...
     return points, labels
 
 
+class _PromptParts:
+    """What Prompt2D and Prompt3D share: which prompt kinds are present, and point filters."""
+
+    _box_kind: PromptKind
+    _points_kind: PromptKind
+
+    @property
+    def kinds(self) -> set[PromptKind]:
+        kinds = set()
+        if self.box is not None:
+            kinds.add(self._box_kind)
+        if self.points:
+            kinds.add(self._points_kind)
+        return kinds
+
+    @property
+    def is_empty(self) -> bool:
+        return self.box is None and not self.points
+
+    def points_with_label(self, label: int) -> list[tuple[float, ...]]:
+        return [p for p, lab in zip(self.points, self.labels, strict=True) if lab == label]
+
+
 @dataclass(frozen=True)
-class Prompt2D:
+class Prompt2D(_PromptParts):
     """One object's prompt on one slice, in pixel indices of that slice (x = column, y = row).
 
     ``box`` is ``(x0, y0, x1, y1)``; a box drawn around a mask is (first column, first row,
@@ -147,6 +170,8 @@ class Prompt2D:
     box: tuple[float, float, float, float] | None = None
     points: tuple[tuple[float, float], ...] = ()
     labels: tuple[int, ...] = ()
+    _box_kind: ClassVar[PromptKind] = PromptKind.BOX
+    _points_kind: ClassVar[PromptKind] = PromptKind.POINTS
 
     def __post_init__(self):
         if self.box is not None:
@@ -156,25 +181,9 @@ class Prompt2D:
         object.__setattr__(self, "points", points)
         object.__setattr__(self, "labels", labels)
 
-    @property
-    def kinds(self) -> set[PromptKind]:
-        kinds = set()
-        if self.box is not None:
-            kinds.add(PromptKind.BOX)
-        if self.points:
-            kinds.add(PromptKind.POINTS)
-        return kinds
-
-    @property
-    def is_empty(self) -> bool:
-        return self.box is None and not self.points
-
-    def points_with_label(self, label: int) -> list[tuple[float, float]]:
-        return [p for p, lab in zip(self.points, self.labels, strict=True) if lab == label]
-
 
 @dataclass(frozen=True)
-class Prompt3D:
+class Prompt3D(_PromptParts):
     """One object's prompt in a volume, in voxel indices (x, y, z) of the ``[z, y, x]`` array.
 
     ``box`` is ``(x0, y0, z0, x1, y1, z1)`` with inclusive last indices.
@@ -183,6 +192,8 @@ class Prompt3D:
     box: tuple[float, float, float, float, float, float] | None = None
     points: tuple[tuple[float, float, float], ...] = ()
     labels: tuple[int, ...] = ()
+    _box_kind: ClassVar[PromptKind] = PromptKind.BOX_3D
+    _points_kind: ClassVar[PromptKind] = PromptKind.POINTS_3D
 
     def __post_init__(self):
         if self.box is not None:
@@ -193,22 +204,6 @@ class Prompt3D:
         points, labels = _points_and_labels(self.points, self.labels, 3)
         object.__setattr__(self, "points", points)
         object.__setattr__(self, "labels", labels)
-
-    @property
-    def kinds(self) -> set[PromptKind]:
-        kinds = set()
-        if self.box is not None:
-            kinds.add(PromptKind.BOX_3D)
-        if self.points:
-            kinds.add(PromptKind.POINTS_3D)
-        return kinds
-
-    @property
-    def is_empty(self) -> bool:
-        return self.box is None and not self.points
-
-    def points_with_label(self, label: int) -> list[tuple[float, float, float]]:
-        return [p for p, lab in zip(self.points, self.labels, strict=True) if lab == label]
 
 
 def _nbytes(value: Any) -> int:

@@ -369,6 +369,18 @@ class SamFamilyModel(SegmentationModel):
             features, image.shape, (size, size), size / columns, window, scale_xy=(size / columns, size / rows)
         )
 
+    def _prompt_tensors(self, embedding: Embedding, prompt: Prompt2D, previous_low_res_mask, *, as_probabilities: bool):
+        """Point, box and mask-prompt tensors on the embedding's device (mask: SAM feeds back
+        logits, SAM-Med2D sigmoid probabilities)."""
+        self.check_prompt(prompt)
+        device = embedding.features.device
+        points, boxes = point_and_box_tensors(prompt, embedding.original_size, embedding.resized_size, device)
+        masks = mask_prompt(
+            previous_low_res_mask, self.spec.low_res_size, device,
+            as_probabilities=as_probabilities, model_name=self.display_name,
+        )
+        return points, boxes, masks
+
     def _run_decoder(self, embedding: Embedding, points, boxes, masks, multimask: bool):
         """Prompt encoder + mask decoder; returns (low-res logits [1, 1, s, s], predicted IoU).
 

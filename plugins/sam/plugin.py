@@ -27,8 +27,6 @@ from medviewer.ai.api import Embedding, Prediction, Prompt2D, Window
 from medviewer.ai.sam_common import (
     SamFamilyModel,
     as_numpy_2d,
-    mask_prompt,
-    point_and_box_tensors,
     resize_longest_side_bilinear,
     resolve_window,
     sam_normalise_and_pad,
@@ -84,12 +82,9 @@ class SegmentAnything(SamFamilyModel):
         *,
         control: JobControl | None = None,
     ) -> Prediction:
-        self.check_prompt(prompt)
         spec = self.spec
-        device = embedding.features.device
-        points, boxes = point_and_box_tensors(prompt, embedding.original_size, embedding.resized_size, device)
-        masks = mask_prompt(
-            previous_low_res_mask, spec.low_res_size, device, as_probabilities=False, model_name=self.display_name
+        points, boxes, masks = self._prompt_tensors(
+            embedding, prompt, previous_low_res_mask, as_probabilities=False
         )
         multimask = wants_multimask(prompt, previous_low_res_mask)
         low_res, score = self._run_decoder(embedding, points, boxes, masks, multimask)

@@ -33,8 +33,6 @@ from medviewer.ai.sam_common import (
     SamSpec,
     as_numpy_2d,
     build_sam,
-    mask_prompt,
-    point_and_box_tensors,
     to_uint8,
 )
 from medviewer.jobs import JobControl
@@ -109,12 +107,9 @@ class SAMMed2D(SamFamilyModel):
         *,
         control: JobControl | None = None,
     ) -> Prediction:
-        self.check_prompt(prompt)
         spec = self.spec
-        device = embedding.features.device
-        points, boxes = point_and_box_tensors(prompt, embedding.original_size, embedding.resized_size, device)
-        masks = mask_prompt(
-            previous_low_res_mask, spec.low_res_size, device, as_probabilities=True, model_name=self.display_name
+        points, boxes, masks = self._prompt_tensors(
+            embedding, prompt, previous_low_res_mask, as_probabilities=True
         )
         low_res, score = self._run_decoder(embedding, points, boxes, masks, multimask=True)
         with torch.inference_mode():
