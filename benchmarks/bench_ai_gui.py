@@ -7,6 +7,10 @@ the same slice and box. Target: GUI <= 1.3x bare.
 
 (2) Longest gap between ticks of a 5 ms QTimer on the GUI thread while the engine encodes
 slices in the background and while it propagates a mask through the volume. Target < 50 ms.
+``MEDVIEWER_TRACE_STALLS=1`` prints the GUI thread's stack during each gap over 30 ms (where
+the time goes); ``BENCH_WORKER_NICENESS=0`` runs the worker at the GUI's priority (the
+behaviour before the fix) for a before/after pair in one session. Other busy processes on
+the machine lengthen the gaps, so the 1-minute load average is recorded with the result.
 
 Run: ``xvfb-run -a -s "-screen 0 1600x1000x24" python -m benchmarks.bench_ai_gui``
 """
@@ -14,8 +18,12 @@ Run: ``xvfb-run -a -s "-screen 0 1600x1000x24" python -m benchmarks.bench_ai_gui
 from __future__ import annotations
 
 import gc
+import os
 import statistics
+import sys
+import threading
 import time
+import traceback
 
 import numpy as np
 from PySide6.QtCore import QCoreApplication, QEvent, QEventLoop, QTimer
@@ -27,14 +35,23 @@ MODEL = "litemedsam"
 
 
 class StallMeter:
-    """Records the gaps between ticks of a fast QTimer on the GUI thread."""
+    """Records the gaps between ticks of a fast QTimer on the GUI thread.
 
-    def __init__(self, interval_ms: int = 5):
+    With ``trace=True`` (``MEDVIEWER_TRACE_STALLS=1``) a sampler thread also records the GUI
+    thread's stack whenever a tick is more than ``trace_after_ms`` late: where a stall is.
+    """
+
+    def __init__(self, interval_ms: int = 5, trace: bool = False, trace_after_ms: float = 30.0):
         self.timer = QTimer()
         self.timer.setInterval(interval_ms)
         self.timer.timeout.connect(self._tick)
         self.gaps: list[float] = []
         self._last = None
+        self.trace = trace
+        self.trace_after_s = trace_after_ms / 1000
+        self.stall_stacks: dict[str, int] = {}
+        self._gui_thread = threading.get_ident()
+        self._sampling = False
 
     def _tick(self):
         now = time.perf_counter()
@@ -42,13 +59,39 @@ class StallMeter:
             self.gaps.append(now - self._last)
         self._last = now
 
+    def _sample(self):
+        while self._sampling:
+            time.sleep(0.005)
+            last = self._last
+            if last is None or time.perf_counter() - last < self.trace_after_s:
+                continue
+            frames = sys._current_frames()
+            frame = frames.get(self._gui_thread)
+            if frame is None:
+                continue
+            stack = "".join(traceback.format_stack(frame, limit=8)[-4:])
+            self.stall_stacks[stack] = self.stall_stacks.get(stack, 0) + 1
+            for thread in threading.enumerate():  # what the AI worker was doing meanwhile
+                if thread.name == "medviewer-ai-worker" and thread.ident in frames:
+                    where = "".join(traceback.format_stack(frames[thread.ident], limit=2)[-2:])
+                    key = "[worker] " + where
+                    self.stall_stacks[key] = self.stall_stacks.get(key, 0) + 1
+
     def start(self):
         self.gaps.clear()
         self._last = None
         self.timer.start()
+        if self.trace:
+            self._sampling = True
+            threading.Thread(target=self._sample, daemon=True).start()
 
     def stop(self) -> dict:
+        self._sampling = False
         self.timer.stop()
+        if self.trace:
+            for stack, count in sorted(self.stall_stacks.items(), key=lambda item: -item[1])[:10]:
+                print(f"--- GUI thread stalled here ({count} samples):\n{stack}", file=sys.stderr)
+            self.stall_stacks.clear()
         gaps = self.gaps or [0.0]
         return {"max_ms": round(max(gaps) * 1000, 1), "p99_ms": round(float(np.percentile(gaps, 99)) * 1000, 1),
                 "ticks": len(self.gaps)}
@@ -70,7 +113,12 @@ def main() -> dict:
     from medviewer.ui.ai_tools import view_slice
     from medviewer.ui.main_window import MainWindow
 
-    engine = Engine(ModelRegistry(user_dirs=[], entry_points=[]), device="cpu")
+    from medviewer.ai.engine import WORKER_NICENESS
+
+    # BENCH_WORKER_NICENESS=0 reproduces the worker at the GUI's priority (before the fix).
+    niceness = int(os.environ.get("BENCH_WORKER_NICENESS", WORKER_NICENESS))
+    load_before = os.getloadavg() if hasattr(os, "getloadavg") else None
+    engine = Engine(ModelRegistry(user_dirs=[], entry_points=[]), device="cpu", niceness=niceness)
     engine.load_model(MODEL).get(300)
     window = MainWindow(Document())
     window.remember_layout = False
@@ -82,6 +130,14 @@ def main() -> dict:
     window.open_demo()
     app.processEvents()
     window.render_all()
+    # The 3D view builds the demo's surfaces once, in the background; its first render of them
+    # is a 3D-view cost, not an AI one, so it happens before the stall meter starts.
+    wait_for(lambda: not window.view3d.busy)
+    window.render_all()
+    settle_until = time.perf_counter() + 1.0
+    while time.perf_counter() < settle_until:
+        QApplication.processEvents(QEventLoop.ProcessEventsFlag.AllEvents, 5)
+        time.sleep(0.005)
     view = window.axial_view
     volume = window.document.active_volume
     axis, index = view_slice(view)
@@ -90,7 +146,7 @@ def main() -> dict:
     box = (float(xs.min()), float(ys.min()), float(xs.max()), float(ys.max()))
 
     # -- (2a) stalls while encoding in the background --------------------------------------
-    meter = StallMeter()
+    meter = StallMeter(trace=bool(os.environ.get("MEDVIEWER_TRACE_STALLS")))
     engine.cache.clear()
     meter.start()
     controller.set_active(True)  # encodes the slice, then prefetches its neighbours
@@ -162,6 +218,12 @@ def main() -> dict:
         "stall_while_encoding": encode_stall,
         "stall_while_propagating": propagate_stall,
         "target_stall_ms": 50,
+        "worker_niceness": niceness,
+        # Other processes on the machine make the GUI thread wait for a core: record how busy it was.
+        "load_average_1min_before_after": [
+            round(load_before[0], 2) if load_before else None,
+            round(os.getloadavg()[0], 2) if load_before else None,
+        ],
     }
     controller.set_active(False)
     window.close()

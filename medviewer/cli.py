@@ -165,13 +165,15 @@ def _export(args) -> int:
     protected = [p for p in (args.labels, args.reference) if p]
     result = export_segmentation(
         target, array, geometry, ordered, volume, fmt, overwrite=args.force, protected=protected,
-        coordinates=args.coordinates, smoothing=not args.no_smoothing, control=control,
+        coordinates=args.coordinates, smoothing=not args.no_smoothing, control=control, deidentify=args.deidentify,
     )
     if args.provenance:
         from medviewer.io.provenance_json import write_provenance_json
 
         sidecar = target.with_name(target.name + ".provenance.json")
-        result.paths.append(write_provenance_json(sidecar, ordered, volume, target.name, args.force, protected))
+        result.paths.append(
+            write_provenance_json(sidecar, ordered, volume, target.name, args.force, protected, args.deidentify)
+        )
     for warning in result.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     for written in result.paths:
@@ -272,6 +274,24 @@ def _prompt_record(volume, kind: str, ijk_list, labels=None) -> dict:
     return record
 
 
+def checked_model(registry, model_id: str, checkpoint: str | None):
+    """(registry entry, checkpoint path): unavailable models and missing checkpoints refused early.
+
+    Shared by ``segment`` and ``evaluate`` so both fail the same way before any work starts.
+    """
+    from medviewer.ai.errors import CheckpointError, ModelError
+
+    entry = registry.get(model_id)  # PluginError naming the known models
+    if not entry.available:
+        raise ModelError(f"model {model_id!r}: {entry.status}")
+    try:
+        path = registry.resolve_checkpoint(model_id, checkpoint)
+    except CheckpointError as exc:
+        hint = " (pass --checkpoint PATH)" if entry.info.checkpoint.kind == "user_file" and not checkpoint else ""
+        raise CheckpointError(f"{entry.info.name}: {exc}{hint}") from None
+    return entry, path
+
+
 def _segment(args) -> int:
     import datetime
     import os
@@ -281,7 +301,7 @@ def _segment(args) -> int:
 
     from medviewer.ai.api import Prompt2D, Prompt3D
     from medviewer.ai.engine import Engine
-    from medviewer.ai.errors import CheckpointError, ModelError, UnsupportedPromptError
+    from medviewer.ai.errors import ModelError, UnsupportedPromptError
     from medviewer.ai.registry import ModelRegistry
     from medviewer.io.errors import MedViewerIOError, WriteError
     from medviewer.io.images import WRITE_SUFFIXES, file_suffix, write_array
@@ -303,15 +323,8 @@ def _segment(args) -> int:
         raise MedViewerIOError(f"--label must be 1..65535, got {args.label}")
 
     registry = ModelRegistry()
-    entry = registry.get(args.model)  # PluginError naming the known models
-    if not entry.available:
-        raise ModelError(f"model {args.model!r}: {entry.status}")
+    entry, checkpoint_path = checked_model(registry, args.model, args.checkpoint)
     info = entry.info
-    try:
-        checkpoint_path = registry.resolve_checkpoint(args.model, args.checkpoint)
-    except CheckpointError as exc:
-        hint = " (pass --checkpoint PATH)" if info.checkpoint.kind == "user_file" and not args.checkpoint else ""
-        raise CheckpointError(f"{info.name}: {exc}{hint}") from None
 
     volume = load_volume(source, args.series, JobControl(_progress_printer(args.verbose)))
     for warning in volume.info.warnings:
@@ -399,7 +412,7 @@ def _segment(args) -> int:
     score: float | None = None
     try:
         engine.load_model(args.model, args.checkpoint).get()
-        sha = engine._known_sha.get(args.model, "") or info.checkpoint.sha256  # as the GUI's model card
+        sha = engine.checkpoint_sha(args.model) or info.checkpoint.sha256  # as the GUI's model card
         mask = np.zeros(shape, dtype=bool)
         if mode == "3d":
             prediction3d = engine.predict_3d(args.model, volume, prompt3d).get()
@@ -518,6 +531,8 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--no-smoothing", action="store_true", help="write blocky voxel surfaces (meshes)")
     export.add_argument("--provenance", action="store_true", help="also write OUTPUT.provenance.json")
     export.add_argument("--force", action="store_true", help="replace OUTPUT if it exists")
+    export.add_argument("--deidentify", action="store_true",
+                        help="strip patient identifiers and file paths (DICOM SEG, provenance JSON; docs/privacy.md)")
     export.add_argument("-v", "--verbose", action="store_true", help="show progress")
     export.set_defaults(func=_export)
 
@@ -559,6 +574,10 @@ def build_parser() -> argparse.ArgumentParser:
     segment.add_argument("--force", action="store_true", help="replace OUTPUT if it exists")
     segment.add_argument("-v", "--verbose", action="store_true", help="show progress")
     segment.set_defaults(func=_segment)
+
+    from medviewer.cli_evaluate import add_parser as add_evaluate_parser
+
+    add_evaluate_parser(sub)
     return parser
 
 
@@ -580,10 +599,18 @@ def build_gui_parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help="window/level preset, e.g. 'soft tissue', lung, bone, brain, liver, auto, or a DICOM window name",
     )
+    parser.add_argument(
+        "--self-test",
+        action="store_true",
+        help="check this installation headlessly (demo case -> LiteMedSAM -> export -> read back) and exit",
+    )
+    parser.add_argument(
+        "--gui", action="store_true", help="with --self-test: also open the window with the demo and grab a screenshot"
+    )
     return parser
 
 
-SUBCOMMANDS = ("info", "convert", "export", "models", "segment")
+SUBCOMMANDS = ("info", "convert", "export", "models", "segment", "evaluate")
 
 
 def _join_negative_values(argv: list[str]) -> list[str]:
@@ -639,6 +666,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def main_gui_with(args) -> int:
+    if getattr(args, "self_test", False):
+        from medviewer.selftest import main as self_test_main
+
+        return self_test_main(gui=args.gui)
     from medviewer.ui.app import run_app
 
     return run_app(

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import gc
 
+import numpy as np
 import pytest
-from PySide6.QtCore import QCoreApplication, QEvent, QSettings
+from PySide6.QtCore import QCoreApplication, QEvent, QPointF, QSettings, Qt
+from PySide6.QtGui import QImage, QMouseEvent
 from PySide6.QtWidgets import QApplication, QDockWidget
 
 from medviewer.model import Document
@@ -21,6 +23,38 @@ def settle(qtbot, window: MainWindow, ms: int = 30) -> None:
     QApplication.processEvents()
     window.render_all()
     qtbot.wait(ms)
+
+
+def view_pixels(view) -> np.ndarray:
+    """A slice view's rendered image as an (h, w, 3) uint8 array."""
+    image = view.grab_view().convertToFormat(QImage.Format.Format_RGB888)
+    width, height = image.width(), image.height()
+    data = np.frombuffer(image.constBits(), np.uint8, count=image.sizeInBytes())
+    return data.reshape(height, image.bytesPerLine())[:, : width * 3].reshape(height, width, 3).copy()
+
+
+def send_mouse(widget, kind, pos, button=Qt.MouseButton.NoButton, buttons=Qt.MouseButton.NoButton,
+               modifiers=Qt.KeyboardModifier.NoModifier) -> None:
+    """Deliver one synthetic mouse event at ``pos`` (widget coordinates, y down)."""
+    local = QPointF(pos)
+    event = QMouseEvent(kind, local, QPointF(widget.mapToGlobal(local.toPoint())), button, buttons, modifiers)
+    QApplication.sendEvent(widget, event)
+
+
+def drag(widget, points) -> None:
+    """Left-button drag through ``points`` (widget coordinates, y down)."""
+    left = Qt.MouseButton.LeftButton
+    send_mouse(widget, QEvent.Type.MouseButtonPress, points[0], left, left)
+    for point in points[1:]:
+        send_mouse(widget, QEvent.Type.MouseMove, point, Qt.MouseButton.NoButton, left)
+    send_mouse(widget, QEvent.Type.MouseButtonRelease, points[-1], left, Qt.MouseButton.NoButton)
+
+
+def wait_for_job(qtbot, job, timeout: int = 20_000) -> str:
+    """Wait until a background job's outcome reached the GUI thread; returns the outcome."""
+    assert job is not None, "no job was started"
+    qtbot.waitUntil(lambda: job.done, timeout=timeout)
+    return job.outcome
 
 
 def keep_view_sizes_fixed(window: MainWindow) -> None:

@@ -9,13 +9,15 @@ import time
 
 import numpy as np
 import pytest
-from PySide6.QtCore import QCoreApplication, QEvent, QPoint, QPointF, QSettings, Qt
-from PySide6.QtGui import QImage, QKeySequence, QMouseEvent
+from PySide6.QtCore import QCoreApplication, QEvent, QPoint, Qt
+from PySide6.QtGui import QKeySequence
 from PySide6.QtWidgets import QApplication
 
 from medviewer.ai import Embedding, Engine, ModelInfo, ModelRegistry, Prediction, PromptKind, SegmentationModel
 from medviewer.model import Document
 from medviewer.ui.main_window import MainWindow
+
+from gui_support import isolated_settings, send_mouse, view_pixels  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.gui
 
@@ -58,23 +60,9 @@ class FailingModel(BoxFillModel):
 
 
 # -- helpers ------------------------------------------------------------------------------------
-def view_pixels(view) -> np.ndarray:
-    image = view.grab_view().convertToFormat(QImage.Format.Format_RGB888)
-    width, height = image.width(), image.height()
-    data = np.frombuffer(image.constBits(), np.uint8, count=image.sizeInBytes())
-    return data.reshape(height, image.bytesPerLine())[:, : width * 3].reshape(height, width, 3).copy()
-
-
 def yellow_pixels(pixels: np.ndarray) -> int:
     r, g, b = (pixels[..., i].astype(int) for i in range(3))
     return int(np.count_nonzero((r > 200) & (g > 190) & (b < 90)))
-
-
-def send_mouse(widget, kind, pos, button=Qt.MouseButton.NoButton, buttons=Qt.MouseButton.NoButton):
-    local = QPointF(pos)
-    event = QMouseEvent(kind, local, QPointF(widget.mapToGlobal(QPoint(int(pos.x()), int(pos.y())))), button, buttons,
-                        Qt.KeyboardModifier.NoModifier)
-    QApplication.sendEvent(widget, event)
 
 
 def drag_box(view, box) -> None:
@@ -104,13 +92,6 @@ def engine():
     engine.load_model("litemedsam").get(120)
     yield engine
     engine.shutdown()
-
-
-@pytest.fixture(autouse=True)
-def isolated_settings(tmp_path):
-    for fmt in (QSettings.Format.NativeFormat, QSettings.Format.IniFormat):
-        QSettings.setPath(fmt, QSettings.Scope.UserScope, str(tmp_path / "settings"))
-    return QSettings(str(tmp_path / "window.ini"), QSettings.Format.IniFormat)
 
 
 @pytest.fixture

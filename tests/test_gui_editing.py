@@ -6,53 +6,22 @@ import gc
 
 import numpy as np
 import pytest
-from PySide6.QtCore import QCoreApplication, QEvent, QPoint, QPointF, QSettings, Qt
-from PySide6.QtGui import QImage, QMouseEvent
+from PySide6.QtCore import QCoreApplication, QEvent, QPointF, Qt
 from PySide6.QtWidgets import QApplication, QMessageBox
 
 from medviewer.model import Document
 from medviewer.ui.main_window import MainWindow
 
+from gui_support import drag, isolated_settings, send_mouse, settle, view_pixels, wait_for_job  # noqa: F401  (fixtures)
+
 pytestmark = pytest.mark.gui
 
 
-# -- helpers ------------------------------------------------------------------------------
-def view_pixels(window: MainWindow) -> np.ndarray:
-    image = window.axial_view.grab_view().convertToFormat(QImage.Format.Format_RGB888)
-    width, height = image.width(), image.height()
-    data = np.frombuffer(image.constBits(), np.uint8, count=image.sizeInBytes())
-    return data.reshape(height, image.bytesPerLine())[:, : width * 3].reshape(height, width, 3).copy()
-
-
-def settle(qtbot, window: MainWindow, ms: int = 30) -> None:
-    QApplication.processEvents()
-    window.render_all()
-    qtbot.wait(ms)
-
-
-def send_mouse(widget, kind, pos, button=Qt.MouseButton.NoButton, buttons=Qt.MouseButton.NoButton,
-               modifiers=Qt.KeyboardModifier.NoModifier):
-    local = QPointF(pos)
-    event = QMouseEvent(kind, local, QPointF(widget.mapToGlobal(local.toPoint())), button, buttons, modifiers)
-    QApplication.sendEvent(widget, event)
-
-
-def drag(widget, points) -> None:
-    """Left-button drag through ``points`` (widget coordinates, y down)."""
-    left = Qt.MouseButton.LeftButton
-    send_mouse(widget, QEvent.Type.MouseButtonPress, points[0], left, left)
-    for point in points[1:]:
-        send_mouse(widget, QEvent.Type.MouseMove, point, Qt.MouseButton.NoButton, left)
-    send_mouse(widget, QEvent.Type.MouseButtonRelease, points[-1], left, Qt.MouseButton.NoButton)
-
-
 @pytest.fixture(autouse=True)
-def isolated(tmp_path, monkeypatch):
+def isolated(isolated_settings, tmp_path, monkeypatch):
     """Temp QSettings and a temp recovery folder (autosaves never reach the user's data)."""
-    for fmt in (QSettings.Format.NativeFormat, QSettings.Format.IniFormat):
-        QSettings.setPath(fmt, QSettings.Scope.UserScope, str(tmp_path / "settings"))
     monkeypatch.setenv("MEDVIEWER_RECOVERY_DIR", str(tmp_path / "recovery"))
-    return QSettings(str(tmp_path / "window.ini"), QSettings.Format.IniFormat)
+    return isolated_settings
 
 
 def _new_window(qtbot, settings) -> MainWindow:
@@ -109,7 +78,7 @@ def test_paint_drag_paints_active_segment_updates_overlay_and_undoes(demo_window
     before_array = segmentation.labelmap.array.copy()
     assert not editing.undo_action.isEnabled() or "Tumor" in editing.undo_action.text()
     settle(qtbot, window)
-    before = view_pixels(window)
+    before = view_pixels(window.axial_view)
 
     centre = centre_pos(view)
     points = [QPointF(centre.x() - 40 + 10 * i, centre.y()) for i in range(9)]
@@ -121,7 +90,7 @@ def test_paint_drag_paints_active_segment_updates_overlay_and_undoes(demo_window
     assert np.array_equal(np.flatnonzero(painted.reshape(painted.shape[0], -1).any(axis=1)), [view.slice_index])
     assert segmentation.history.undo_text.startswith("Paint")
     assert editing.undo_action.isEnabled() and "Paint" in editing.undo_action.text()
-    after = view_pixels(window)
+    after = view_pixels(window.axial_view)
     x, y = round(centre.x()) - 20, round(centre.y()) - 8  # off the crosshair lines
     ratio = view.vtk_widget.devicePixelRatioF() or 1.0
     px, py = round(x * ratio), round(y * ratio)
@@ -260,18 +229,31 @@ def test_threshold_preview_and_apply(demo_window, qtbot):
     assert overlay.mask is None
 
 
-def test_export_and_reimport_roundtrip(demo_window, qtbot, tmp_path):
-    editing = demo_window.editing
-    segmentation = demo_window.document.segmentation()
-    original = segmentation.labelmap.array.copy()
+def test_paint_undo_export_and_reimport_roundtrip(demo_window, qtbot, tmp_path):
+    window = demo_window
+    editing = window.editing
+    view = window.axial_view
+    segmentation = window.document.segmentation()
+    label = window.segment_panel.add_segment("Lesion")
+    editing.set_tool("paint")
+    editing.set_brush_radius(4.0)
+    centre = centre_pos(view)
+    drag(view.vtk_widget, [QPointF(centre.x() - 60, centre.y() - 50), QPointF(centre.x() - 30, centre.y() - 50)])
+    kept = segmentation.labelmap.array.copy()
+    drag(view.vtk_widget, [QPointF(centre.x() + 30, centre.y() + 50), QPointF(centre.x() + 60, centre.y() + 50)])
+    assert (segmentation.labelmap.array == label).sum() > (kept == label).sum() > 0
+    editing.undo_action.trigger()  # the second stroke goes; the export must not contain it
+    assert np.array_equal(segmentation.labelmap.array, kept)
     names = {s.label: s.name for s in segmentation.segments}
+
     dialog = editing.show_export_dialog()
     seg_path = tmp_path / "case.seg.nrrd"
     dialog.set_format("seg.nrrd")
-    assert dialog.export(str(seg_path)) is not None and seg_path.is_file()
+    assert wait_for_job(qtbot, dialog.export(str(seg_path))) == "succeeded" and seg_path.is_file()
+    assert dialog.last_result.paths == [seg_path]
     nii_path = tmp_path / "case.nii.gz"
     dialog.set_format("nii.gz")
-    assert dialog.export(str(nii_path)) is not None and nii_path.is_file()
+    assert wait_for_job(qtbot, dialog.export(str(nii_path))) == "succeeded" and nii_path.is_file()
 
     # Exporting over an existing file asks first; "No" keeps the file.
     stamp = nii_path.stat().st_mtime_ns
@@ -280,24 +262,25 @@ def test_export_and_reimport_roundtrip(demo_window, qtbot, tmp_path):
     assert box is not None and "already exists" in box.text()
     box.button(QMessageBox.StandardButton.No).click()
     QApplication.processEvents()
-    assert nii_path.stat().st_mtime_ns == stamp
-    # Errors are shown clearly.
-    assert dialog.export(str(tmp_path / "case.xyz")) is None
-    assert dialog.error_box is not None and "failed" in dialog.error_box.text()
+    assert nii_path.stat().st_mtime_ns == stamp and "kept" in dialog.status.text()
+    # Errors are shown clearly, naming the file.
+    assert wait_for_job(qtbot, dialog.export(str(tmp_path / "case.xyz"))) == "failed"
+    assert dialog.error_box is not None and "failed" in dialog.error_box.text() and "case.xyz" in dialog.error_box.text()
     dialog.error_box.close()
 
-    # Remove everything, then import the .seg.nrrd: same labels and names.
-    for label in list(segmentation.segments.labels()):
-        editing.editor.delete_segment(label)
+    # Remove everything, then import the .seg.nrrd back: the painted-and-undone state, same names.
+    for existing in list(segmentation.segments.labels()):
+        editing.editor.delete_segment(existing)
     assert not segmentation.labelmap.array.any()
-    mapping = editing.import_segmentation(seg_path)
-    assert mapping and all(k == v for k, v in mapping.items())
-    assert np.array_equal(segmentation.labelmap.array, original)
+    job = editing.import_segmentation(seg_path)
+    assert wait_for_job(qtbot, job) == "succeeded"
+    assert job.applied and all(k == v for k, v in job.applied.items())
+    assert np.array_equal(segmentation.labelmap.array, kept)
     assert {s.label: s.name for s in segmentation.segments} == names
-    editing.undo_action.trigger()
+    editing.undo_action.trigger()  # an import is one undo step
     assert not segmentation.labelmap.array.any()
-    assert editing.import_segmentation(nii_path)
-    assert np.array_equal(segmentation.labelmap.array, original)
+    assert wait_for_job(qtbot, editing.import_segmentation(nii_path)) == "succeeded"
+    assert np.array_equal(segmentation.labelmap.array, kept)
 
 
 def test_autosave_after_edit_and_recovery_on_new_window(demo_window, make_window, qtbot, tmp_path):
@@ -321,13 +304,12 @@ def test_autosave_after_edit_and_recovery_on_new_window(demo_window, make_window
     box = second.editing.recovery_box
     assert "unsaved" in box.text()
     box.recover_button.click()
-    QApplication.processEvents()
+    qtbot.waitUntil(lambda: second.document.active_volume is not None and not path.exists(), timeout=20_000)
     volume = second.document.active_volume
-    assert volume is not None
     recovered = second.document.segmentation(volume)
     assert np.array_equal(recovered.labelmap.array, edited)
     assert recovered.segments[label].name == "Tumor"
-    assert not path.exists()
+    assert second.document.is_modified(volume)  # recovered work is not saved anywhere yet
 
 
 def test_clean_exit_discards_autosave(make_window):
@@ -397,20 +379,40 @@ def test_menus_and_shortcuts_do_not_clash(demo_window):
                 seen[key] = action.text()
 
 
-def test_save_and_open_session(demo_window, tmp_path):
+def test_save_and_open_session(demo_window, qtbot, tmp_path):
     editing = demo_window.editing
-    segmentation = demo_window.document.segmentation()
+    document = demo_window.document
+    segmentation = document.segmentation()
     label = demo_window.segment_panel.add_segment("Tumor")
+    volume = document.active_volume
+    assert document.is_modified(volume) and demo_window.windowTitle().startswith(f"{volume.info.name}*")
     original = segmentation.labelmap.array.copy()
-    path = editing.save_session(tmp_path / "work")
-    assert path is not None and path.is_file()
+    job = editing.save_session(tmp_path / "work")
+    assert wait_for_job(qtbot, job) == "succeeded"
+    path = job.applied
+    assert path == tmp_path / "work.mvsession" and path.is_file()
+    assert not document.is_modified(volume) and "*" not in demo_window.windowTitle()
+    assert segmentation.session_path == str(path)
     first = segmentation.segments.labels()[0]
     editing.editor.delete_segment(first)
     assert not np.array_equal(segmentation.labelmap.array, original)
-    assert editing.open_session(path)
-    restored = demo_window.document.segmentation()
+
+    # Opening the session over modified labels asks first; Cancel keeps the edit.
+    files = editing.files
+    job = editing.open_session(path)
+    qtbot.waitUntil(lambda: files.unsaved_box is not None, timeout=20_000)
+    assert "unsaved changes" in files.unsaved_box.text()
+    files.unsaved_box.button(QMessageBox.StandardButton.Cancel).click()
+    QApplication.processEvents()
+    assert first not in segmentation.segments and document.is_modified(volume)
+    # Discard replaces the labels with the session's.
+    files.unsaved_policy = "discard"
+    job = editing.open_session(path)
+    assert wait_for_job(qtbot, job) == "succeeded" and job.applied is volume
+    restored = document.segmentation()
     assert np.array_equal(restored.labelmap.array, original)
     assert restored.segments[label].name == "Tumor" and first in restored.segments
+    assert not document.is_modified(volume)
 
 
 def test_brush_outline_follows_the_pointer(demo_window, qtbot):
@@ -419,14 +421,14 @@ def test_brush_outline_follows_the_pointer(demo_window, qtbot):
     editing.set_tool("paint")
     editing.set_brush_radius(10.0)
     settle(qtbot, demo_window)
-    before = view_pixels(demo_window)
+    before = view_pixels(demo_window.axial_view)
     centre = centre_pos(view)
     target = QPointF(centre.x() - 100, centre.y() - 100)
     send_mouse(view.vtk_widget, QEvent.Type.MouseMove, target)
     cursor = editing.brush_view_tool.cursors[id(view)]
     assert cursor.visible
     settle(qtbot, demo_window, 60)
-    after = view_pixels(demo_window)
+    after = view_pixels(demo_window.axial_view)
     changed = np.abs(after.astype(int) - before.astype(int)).sum(axis=2) > 60
     ys, xs = np.nonzero(changed)
     assert ys.size > 20

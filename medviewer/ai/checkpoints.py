@@ -126,6 +126,43 @@ def _refusal_message(path: Path, error: Exception) -> str:
     )
 
 
+_ZIP_MAGIC = b"PK\x03\x04"
+_PICKLE_PROTOCOL_OPCODE = 0x80
+
+
+def _container_kind(path: Path) -> str:
+    """'zip' (torch >= 1.6 format), 'pickle' (legacy format) or 'unknown', from the first bytes.
+
+    Knowing the container lets a failure say what is actually wrong instead of blaming
+    pickle code execution for a file that was never a checkpoint.
+    """
+    with path.open("rb") as handle:
+        head = handle.read(4)
+    if head.startswith(_ZIP_MAGIC):
+        return "zip"
+    if head[:1] and head[0] == _PICKLE_PROTOCOL_OPCODE:
+        return "pickle"
+    return "unknown"
+
+
+def _zip_problem(path: Path) -> str | None:
+    """Why a zip-format checkpoint cannot be opened, or None when the archive is intact."""
+    import zipfile
+
+    try:  # reads only the central directory at the end: cheap even for gigabyte files
+        with zipfile.ZipFile(path):
+            return None
+    except zipfile.BadZipFile:
+        return "the zip archive is truncated or corrupted (its table of contents at the end is missing)"
+    except (OSError, EOFError, ValueError) as exc:
+        return f"the zip archive cannot be read ({exc})"
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def _load_raw(path: Path) -> Any:
     import torch
 
@@ -136,21 +173,39 @@ def _load_raw(path: Path) -> Any:
     size = path.stat().st_size
     if size == 0:
         raise CheckpointError(f"{path}: the checkpoint file is empty")
+    kind = _container_kind(path)
+    if kind == "unknown":
+        raise CheckpointError(
+            f"{path}: not a PyTorch checkpoint ({size} bytes; it is neither a zip archive written by "
+            "torch.save nor a legacy pickle file)"
+        )
+    if kind == "zip" and (problem := _zip_problem(path)):
+        raise CheckpointError(f"{path}: {problem} ({size} bytes); download or copy the checkpoint again")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        if "weights only load failed" in str(exc).lower():
-            if "GLOBAL" in str(exc):
-                raise CheckpointError(_refusal_message(path, exc)) from exc
-            raise CheckpointError(
-                f"{path}: refused to load: the file is a pickle that is not a plain weights file "
-                "(torch.load with weights_only=True rejected it); it may try to run code"
-            ) from exc
-        raise CheckpointError(f"{path}: the checkpoint is corrupted ({exc})") from exc
-    except (EOFError, RuntimeError, OSError) as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        text = str(exc)
+        if "GLOBAL" in text or "Unsupported global" in text:
+            raise CheckpointError(_refusal_message(path, exc)) from exc
+        detail = re.search(r"WeightsUnpickler error:\s*(.+?)\s*(?:\n|$)", text)
+        reason = detail.group(1).strip() if detail else _first_line(exc)
         raise CheckpointError(
-            f"{path}: the checkpoint is truncated or corrupted ({size} bytes; {first_line}); download or copy it again"
+            f"{path}: the checkpoint's pickle data is damaged or not a torch.save file ({reason}); "
+            "download or copy it again"
+        ) from exc
+    except RuntimeError as exc:
+        if kind == "pickle" and "magic number" in str(exc).lower():
+            raise CheckpointError(
+                f"{path}: not a PyTorch checkpoint (a Python pickle that torch.save did not write)"
+            ) from exc
+        raise CheckpointError(
+            f"{path}: the checkpoint is truncated or corrupted ({size} bytes; {_first_line(exc)}); "
+            "download or copy it again"
+        ) from exc
+    except (EOFError, OSError) as exc:
+        raise CheckpointError(
+            f"{path}: the checkpoint is truncated or corrupted ({size} bytes; {_first_line(exc)}); "
+            "download or copy it again"
         ) from exc
     except Exception as exc:  # noqa: BLE001 - anything else means "not a torch file"
         raise CheckpointError(f"{path}: not a PyTorch checkpoint ({type(exc).__name__}: {exc})") from exc

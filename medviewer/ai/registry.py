@@ -45,17 +45,36 @@ SOURCE_REGISTERED = "registered"
 
 
 # -- locations -------------------------------------------------------------------------------
-def bundled_plugins_dir() -> Path:
-    """``<repo>/plugins`` next to the package when running from the source tree.
+#: Name under which a wheel installs the top-level ``plugins/`` folder (see pyproject.toml).
+INSTALLED_PLUGINS_PACKAGE = "medviewer_bundled_plugins"
 
-    ``$MEDVIEWER_BUNDLED_PLUGINS`` overrides it (packagers who install the folder elsewhere).
+
+def bundled_plugins_dir() -> Path:
+    """Where the plugins shipped with medviewer live.
+
+    In order: ``$MEDVIEWER_BUNDLED_PLUGINS`` (packagers who install the folder elsewhere);
+    ``plugins/`` inside a PyInstaller bundle (``sys._MEIPASS``); ``<repo>/plugins`` next to
+    the package (source tree, editable install); the ``medviewer_bundled_plugins`` folder
+    a regular wheel install puts into site-packages.
     """
     override = os.environ.get(BUNDLED_PLUGINS_ENV, "").strip()
     if override:
         return Path(override).expanduser()
+    frozen_root = getattr(sys, "_MEIPASS", None)
+    if getattr(sys, "frozen", False) and frozen_root:
+        return Path(frozen_root) / "plugins"
     import medviewer
 
-    return Path(medviewer.__file__).resolve().parents[1] / "plugins"
+    beside_package = Path(medviewer.__file__).resolve().parents[1] / "plugins"
+    if beside_package.is_dir():
+        return beside_package
+    try:
+        spec = importlib.util.find_spec(INSTALLED_PLUGINS_PACKAGE)
+    except (ImportError, ValueError):
+        spec = None
+    if spec is not None and spec.submodule_search_locations:
+        return Path(list(spec.submodule_search_locations)[0])
+    return beside_package
 
 
 def user_config_dir() -> Path:

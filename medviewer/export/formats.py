@@ -86,12 +86,15 @@ def export_segmentation(
     coordinates: str = "LPS",
     smoothing: bool = True,
     control: JobControl | None = None,
+    deidentify: bool = False,
 ) -> ExportResult:
     """Write ``labels`` (on ``geometry``, the scan's grid) in the format of ``path``.
 
     ``volume`` supplies intensities (statistics), the source series (DICOM SEG) and the
     scan identity (provenance); its source files are never overwritten. An existing
     target is replaced only with ``overwrite``. Every file is written atomically.
+    ``deidentify`` strips patient identifiers and paths from DICOM SEG and provenance JSON
+    (the other formats carry none; see docs/privacy.md).
     """
     control = ensure_control(control)
     path = Path(path)
@@ -117,7 +120,8 @@ def export_segmentation(
 
         if volume is None:
             raise SourceNotDicomError("DICOM SEG export needs the DICOM scan the labels were drawn on (--reference)")
-        result = write_dicom_seg(path, labels, segments, volume, overwrite=overwrite, control=control)
+        result = write_dicom_seg(path, labels, segments, volume, overwrite=overwrite, deidentify=deidentify,
+                                 control=control)
         return ExportResult([result.path], result.warnings)
     if fmt in ("stl", "obj"):
         from medviewer.export.meshes import export_meshes
@@ -135,7 +139,7 @@ def export_segmentation(
     if fmt == "json":
         from medviewer.io.provenance_json import write_provenance_json
 
-        return ExportResult([write_provenance_json(path, segments, volume, None, overwrite, protected)])
+        return ExportResult([write_provenance_json(path, segments, volume, None, overwrite, protected, deidentify)])
     from medviewer.io.itksnap_labels import write_label_description
 
     return ExportResult([write_label_description(path, segments, overwrite, protected)])

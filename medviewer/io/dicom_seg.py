@@ -130,7 +130,7 @@ def _tracking_uid(segment: Segment) -> str:
 
 
 def _read_headers(files: list[str], control: JobControl):
-    import pydicom
+    from medviewer.io.dicom.bounded import dcmread_bounded
 
     datasets = {}
     unique = list(dict.fromkeys(f for f in files if f))
@@ -139,7 +139,7 @@ def _read_headers(files: list[str], control: JobControl):
         try:
             with _warnings.catch_warnings():
                 _warnings.simplefilter("ignore")
-                datasets[file] = pydicom.dcmread(file, stop_before_pixels=True)
+                datasets[file] = dcmread_bounded(file, stop_before_pixels=True)
         except FileNotFoundError:
             raise SourceNotDicomError(
                 "a source DICOM file is gone, so the SEG cannot reference it; reload the series", file
@@ -174,10 +174,13 @@ def write_dicom_seg(
     series_description: str = "Segmentation",
     series_number: int = 300,
     content_label: str = "SEGMENTATION",
+    deidentify: bool = False,
     control: JobControl | None = None,
 ) -> DicomSegResult:
     """Write a binary DICOM SEG of ``labels`` (on ``volume``'s grid) referencing its source images.
 
+    ``deidentify`` replaces the patient and study identifiers the SEG copies from its source
+    (see :mod:`medviewer.io.deidentify`); the source UIDs stay so the SEG still applies.
     Raises :class:`SourceNotDicomError` with advice when the scan did not come from DICOM.
     """
     import highdicom as hd
@@ -231,12 +234,16 @@ def write_dicom_seg(
         _warnings.simplefilter("ignore", UserWarning)  # highdicom's notes on the source's patient name
         seg = _build(hd, source_images, pixel_array, exported, series_number, content_label, series_description)
     seg.SeriesDescription = series_description[:64]
+    if deidentify:
+        from medviewer.io.deidentify import deidentify_dataset
+
+        deidentify_dataset(seg)
+    control.report(1, 1, "Writing DICOM SEG")  # the last cancellation point: once written, it is done
     try:
         with atomic_output(path, ".dcm") as temp:
             seg.save_as(temp, enforce_file_format=True)
     except OSError as exc:
-        raise WriteError(f"writing failed ({exc})", path) from None
-    control.report(1, 1, "DICOM SEG written")
+        raise WriteError(f"writing failed ({exc.strerror or exc})", path) from None
     return DicomSegResult(path, len(exported), int(seg.NumberOfFrames), warnings_out)
 
 
@@ -294,7 +301,7 @@ def _rgb_from_segment(item, label: int, name: str) -> tuple[int, int, int]:
 
 def read_dicom_seg(path: str | Path, volume) -> DicomSegContent:
     """Read a DICOM SEG onto ``volume``'s grid; segment numbers become label values."""
-    import pydicom
+    from medviewer.io.dicom.bounded import dcmread_bounded
 
     path = Path(path)
     if not path.is_file():
@@ -302,9 +309,20 @@ def read_dicom_seg(path: str | Path, volume) -> DicomSegContent:
     try:
         with _warnings.catch_warnings():
             _warnings.simplefilter("ignore")
-            seg = pydicom.dcmread(path)
+            seg = dcmread_bounded(path)
     except Exception as exc:
         raise CorruptFileError(f"cannot read the file as DICOM ({exc})", path) from None
+    try:  # pydicom parses elements lazily, so a damaged element fails on first access below
+        return _seg_onto_grid(seg, path, volume)
+    except MedViewerIOError:
+        raise
+    except MemoryError:
+        raise MedViewerIOError("not enough memory to decode the SEG frames", path) from None
+    except Exception as exc:  # noqa: BLE001 - every pydicom/numpy failure on a damaged SEG
+        raise CorruptFileError(f"the SEG is damaged ({type(exc).__name__}: {exc})", path) from None
+
+
+def _seg_onto_grid(seg, path: Path, volume) -> DicomSegContent:
     if getattr(seg, "SOPClassUID", "") != SEG_SOP_CLASS and getattr(seg, "Modality", "") != "SEG":
         raise UnsupportedFormatError("the file is DICOM but not a Segmentation (SEG) object", path)
     geometry = volume.geometry

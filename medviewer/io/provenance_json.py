@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from medviewer import __version__
+from medviewer.io.deidentify import redact_path, redact_paths
 from medviewer.io.safety import check_output, write_text_atomic
 from medviewer.model.provenance import now_iso
 from medviewer.model.segments import ProvenanceEntry, Segment
@@ -30,14 +31,18 @@ def entry_from_dict(data: dict[str, Any]) -> ProvenanceEntry:
     return ProvenanceEntry(str(data.get("kind", "")), str(data.get("time", "")), dict(data.get("details") or {}))
 
 
-def scan_reference(volume) -> dict[str, Any]:
-    """What identifies the scan a segmentation belongs to (UIDs, source path, grid)."""
+def scan_reference(volume, deidentify: bool = False) -> dict[str, Any]:
+    """What identifies the scan a segmentation belongs to (UIDs, source path, grid).
+
+    ``deidentify`` turns the source path and the scan's name (often a folder or file name
+    holding the patient's name) into opaque tokens; UIDs and the grid stay.
+    """
     if volume is None:
         return {}
     info, geometry = volume.info, volume.geometry
     return {
-        "name": info.name,
-        "source": info.source,
+        "name": redact_path(info.name) if deidentify else info.name,
+        "source": redact_path(info.source) if deidentify else info.source,
         "modality": info.modality,
         "series_instance_uid": info.series_instance_uid,
         "study_instance_uid": info.study_instance_uid,
@@ -51,9 +56,11 @@ def scan_reference(volume) -> dict[str, Any]:
     }
 
 
-def provenance_document(segments: Iterable[Segment], volume=None, labels_file: str | None = None) -> dict[str, Any]:
+def provenance_document(segments: Iterable[Segment], volume=None, labels_file: str | None = None,
+                        deidentify: bool = False) -> dict[str, Any]:
+    """The sidecar's content; ``deidentify`` redacts every file-system path (see docs/privacy.md)."""
     segments = list(segments)
-    return {
+    document = {
         "format": FORMAT_NAME,
         "version": FORMAT_VERSION,
         "written": now_iso(),
@@ -73,12 +80,17 @@ def provenance_document(segments: Iterable[Segment], volume=None, labels_file: s
             for s in segments
         ],
     }
+    if deidentify:
+        document = redact_paths(document)
+        document["scan"] = scan_reference(volume, deidentify=True)
+        document["deidentified"] = True
+    return document
 
 
 def write_provenance_json(path: str | Path, segments: Iterable[Segment], volume=None, labels_file: str | None = None,
-                          overwrite: bool = False, protected: Iterable = ()) -> Path:
+                          overwrite: bool = False, protected: Iterable = (), deidentify: bool = False) -> Path:
     path = check_output(path, overwrite, protected)
-    document = provenance_document(segments, volume, labels_file)
+    document = provenance_document(segments, volume, labels_file, deidentify)
     return write_text_atomic(path, json.dumps(document, indent=2, default=_fallback) + "\n")
 
 

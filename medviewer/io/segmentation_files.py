@@ -30,13 +30,13 @@ class LoadedSegmentation:
 
 def is_dicom_seg(path: str | Path) -> bool:
     """True for a DICOM file whose modality is SEG (header only is read)."""
-    try:
-        import pydicom
+    from medviewer.io.dicom.bounded import dcmread_bounded
 
-        header = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["Modality", "SOPClassUID"])
+    try:  # a damaged header may fail while the element is read, so read it inside the try
+        header = dcmread_bounded(path, stop_before_pixels=True, specific_tags=["Modality", "SOPClassUID"])
+        return str(getattr(header, "Modality", "")) == "SEG"
     except Exception:
         return False
-    return str(getattr(header, "Modality", "")) == "SEG"
 
 
 def load_segmentation(

@@ -199,7 +199,18 @@ def _parse_header(raw: bytes, path) -> tuple[dict[str, str], dict[str, str], int
 
 
 def decode_seg_nrrd(raw: bytes, path: str | Path | None = None) -> SegNrrdContent:
-    """Parse ``.seg.nrrd`` bytes (single-layer, multi-layer 4D, cropped, LPS or RAS space)."""
+    """Parse ``.seg.nrrd`` bytes (single-layer, multi-layer 4D, cropped, LPS or RAS space).
+
+    A damaged header (non-numbers, infinite colours, a layer that does not exist) is reported
+    as a :class:`CorruptFileError` naming the file, never as a bare Python exception.
+    """
+    try:
+        return _decode_seg_nrrd(raw, path)
+    except (ValueError, OverflowError, IndexError, KeyError, TypeError) as exc:
+        raise CorruptFileError(f"the .seg.nrrd header or data is damaged ({type(exc).__name__}: {exc})", path) from None
+
+
+def _decode_seg_nrrd(raw: bytes, path: str | Path | None) -> SegNrrdContent:
     fields, pairs, start = _parse_header(raw, path)
     if "data file" in fields or "datafile" in fields:
         raise UnsupportedFormatError("detached-header NRRD files are not supported; save as a single .seg.nrrd", path)
@@ -211,20 +222,26 @@ def decode_seg_nrrd(raw: bytes, path: str | Path | None = None) -> SegNrrdConten
     dimension = int(fields.get("dimension", len(sizes)))
     if dimension not in (3, 4) or len(sizes) != dimension:
         raise UnsupportedFormatError(f"expected a 3D (or layered 4D) segmentation, got sizes {sizes}", path)
+    if any(n <= 0 for n in sizes):
+        raise CorruptFileError(f"the header gives impossible sizes {sizes}", path)
+    count = int(np.prod(sizes, dtype=object))
+    expected_bytes = count * dtype.itemsize
     encoding = fields.get("encoding", "raw").lower()
     payload = raw[start:]
+    if encoding == "raw" and len(payload) < expected_bytes:
+        raise CorruptFileError(f"the data holds {len(payload)} bytes, {expected_bytes} expected", path)
     try:
         if encoding in ("gzip", "gz"):
-            data = zlib.decompress(payload, 47)  # gzip or zlib header, auto-detected
+            # Never inflate more than the header promises: a lying header cannot exhaust memory.
+            data = zlib.decompressobj(47).decompress(payload, expected_bytes)  # gzip or zlib, auto-detected
         elif encoding == "raw":
             data = payload
         else:
             raise UnsupportedFormatError(f"unsupported NRRD encoding {encoding!r} (use raw or gzip)", path)
     except zlib.error as exc:
         raise CorruptFileError(f"the compressed data is damaged ({exc})", path) from None
-    count = int(np.prod(sizes))
-    if len(data) < count * dtype.itemsize:
-        raise CorruptFileError(f"the data holds {len(data)} bytes, {count * dtype.itemsize} expected", path)
+    if len(data) < expected_bytes:
+        raise CorruptFileError(f"the data holds {len(data)} bytes, {expected_bytes} expected", path)
     values = np.frombuffer(data, dtype=dtype, count=count).astype(dtype.newbyteorder("="))
     array = values.reshape(sizes[::-1])  # NRRD: first axis fastest
 

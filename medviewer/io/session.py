@@ -135,13 +135,27 @@ def encode_session(state: SessionState, compression: int = 6) -> bytes:
     return buffer.getvalue()
 
 
-def save_session(path: str | Path, state: SessionState, overwrite: bool = True, compression: int = 6) -> Path:
-    """Write a session atomically. Saving over one's own session is the normal case, hence ``overwrite``."""
+def session_file_path(path: str | Path) -> Path:
+    """``path`` with the session suffix added when missing (the name a save will write)."""
     path = Path(path)
-    if not path.name.endswith(SESSION_SUFFIX):
-        path = path.with_name(path.name + SESSION_SUFFIX)
+    return path if path.name.endswith(SESSION_SUFFIX) else path.with_name(path.name + SESSION_SUFFIX)
+
+
+def save_session(path: str | Path, state: SessionState, overwrite: bool = True, compression: int = 6,
+                 control=None) -> Path:
+    """Write a session atomically. Saving over one's own session is the normal case, hence ``overwrite``.
+
+    ``control`` (a :class:`~medviewer.jobs.JobControl`) may cancel while the labels are
+    compressed; once writing starts the save completes, so no file is left half-written.
+    """
+    path = session_file_path(path)
     check_output(path, overwrite)
-    return write_bytes_atomic(path, encode_session(state, compression))
+    if control is not None:
+        control.report(0, 2, f"Compressing the session for {path.name}")
+    data = encode_session(state, compression)
+    if control is not None:
+        control.report(1, 2, f"Writing {path.name}")
+    return write_bytes_atomic(path, data)
 
 
 def load_session(path: str | Path) -> SessionState:
@@ -179,11 +193,15 @@ def load_session(path: str | Path) -> SessionState:
     )
 
 
-def open_session(path: str | Path, scan_path: str | Path | None = None, control=None):
-    """Load a session and its scan; returns ``(volume, state)``. ``scan_path`` relocates a moved scan."""
+def open_session(path: str | Path, scan_path: str | Path | None = None, control=None,
+                 state: SessionState | None = None):
+    """Load a session and its scan; returns ``(volume, state)``. ``scan_path`` relocates a moved scan.
+
+    Pass ``state`` when the session file was already read (:func:`load_session`).
+    """
     from medviewer.io.loader import load_volume
 
-    state = load_session(path)
+    state = state if state is not None else load_session(path)
     source = Path(scan_path) if scan_path else Path(state.scan_source)
     if not str(source) or not source.exists():
         raise MedViewerIOError(

@@ -13,18 +13,32 @@ from medviewer.model.volume import Volume
 
 @dataclass
 class Segmentation:
-    """A label map and its segment table, always on its volume's grid, plus their undo history."""
+    """A label map and its segment table, always on its volume's grid, plus their undo history.
+
+    ``revision`` counts changes to the labels or the segment table; ``saved_revision`` is
+    the revision last written to (or read from) a session, so a save that snapshots
+    revision 7 while the user goes on editing leaves the segmentation modified.
+    """
 
     labelmap: LabelMap
     segments: SegmentTable
     history: EditHistory = field(default_factory=EditHistory)
+    revision: int = 0
+    saved_revision: int = 0
+    session_path: str | None = None  # the session file it was last saved to or opened from
+
+    @property
+    def modified(self) -> bool:
+        """Unsaved changes since the last session save (exports do not count as saving)."""
+        return self.revision != self.saved_revision
 
 
 class Document:
     """Everything the user has open. Views observe it; it never imports a GUI toolkit.
 
     Events: ``volume_added(volume)``, ``volume_removed(volume)``,
-    ``active_volume_changed(volume_or_None)``.
+    ``active_volume_changed(volume_or_None)``, ``modified_changed(volume, modified)`` (a
+    segmentation gained unsaved changes or was saved; may fire on the thread that edited).
     """
 
     def __init__(self):
@@ -34,6 +48,7 @@ class Document:
         self.volume_added = Event("volume_added")
         self.volume_removed = Event("volume_removed")
         self.active_volume_changed = Event("active_volume_changed")
+        self.modified_changed = Event("modified_changed")
 
     def add_volume(self, volume: Volume, make_active: bool = True) -> Volume:
         self.volumes.append(volume)
@@ -66,7 +81,42 @@ class Document:
         if seg is None:
             seg = Segmentation(LabelMap(volume.geometry), SegmentTable(), EditHistory(default_budget(volume.nbytes)))
             self._segmentations[id(volume)] = seg
+            seg.labelmap.changed.connect(lambda *_: self._count_change(volume, seg))
+            seg.segments.changed.connect(lambda *_: self._count_change(volume, seg))
         return seg
+
+    # -- unsaved changes ---------------------------------------------------------------------
+    def _count_change(self, volume: Volume, seg: Segmentation) -> None:
+        was_modified = seg.modified
+        seg.revision += 1
+        if not was_modified and seg.modified:
+            self.modified_changed.emit(volume, True)
+
+    def is_modified(self, volume: Volume | None = None) -> bool:
+        """Whether ``volume``'s segmentation (default: any open one) has unsaved changes."""
+        if volume is None:
+            return bool(self.modified_volumes())
+        seg = self._segmentations.get(id(volume))
+        return seg is not None and seg.modified
+
+    def modified_volumes(self) -> list[Volume]:
+        return [v for v in self.volumes if self.is_modified(v)]
+
+    def revision(self, volume: Volume) -> int:
+        """The change count of ``volume``'s segmentation; take it with a save's snapshot."""
+        return self.segmentation(volume).revision
+
+    def mark_saved(self, volume: Volume, revision: int | None = None, session_path: str | None = None) -> None:
+        """Record that the state at ``revision`` (default: now) is safely in a file."""
+        if volume not in self.volumes:
+            return  # closed while its save ran
+        seg = self.segmentation(volume)
+        was_modified = seg.modified
+        seg.saved_revision = seg.revision if revision is None else int(revision)
+        if session_path is not None:
+            seg.session_path = str(session_path)
+        if seg.modified != was_modified:
+            self.modified_changed.emit(volume, seg.modified)
 
     def set_labels(self, volume: Volume, labelmap: LabelMap, segments: SegmentTable | None = None) -> Segmentation:
         """Attach a loaded label map; it must be on ``volume``'s grid."""

@@ -47,14 +47,53 @@ class SlicePlane:
 
     A 2D slice is ``array[index]``, ``array[:, index, :]`` or ``array[:, :, index]`` with
     no flips, so a 2D position (column, row) on it maps to one voxel index.
+
+    A view that reslices an oblique volume shows a plane no array slice matches; it then
+    also gives the plane itself, ``origin`` (a point on it) and unit ``normal`` in LPS mm,
+    so tools that can be exact (the circle brush) are, while ``axis``/``index`` (the
+    nearest array slice) still serve the tools that work on array slices.
     """
 
     axis: int
     index: int
+    origin: tuple[float, float, float] | None = None
+    normal: tuple[float, float, float] | None = None
 
     def __post_init__(self):
         if self.axis not in (0, 1, 2):
             raise ValueError(f"slice axis must be 0 (z), 1 (y) or 2 (x), got {self.axis}")
+        if (self.origin is None) != (self.normal is None):
+            raise ValueError("a physical slice plane needs both its origin and its normal")
+        if self.origin is not None:
+            origin = np.asarray(self.origin, dtype=float).ravel()
+            normal = np.asarray(self.normal, dtype=float).ravel()
+            length = float(np.linalg.norm(normal)) if normal.size == 3 else 0.0
+            if origin.size != 3 or not np.all(np.isfinite(origin)) or not np.isfinite(length) or length < 1e-9:
+                raise ValueError(f"slice plane needs a 3D origin and a non-zero normal, got {self.origin}, {self.normal}")
+            object.__setattr__(self, "origin", tuple(float(v) for v in origin))
+            object.__setattr__(self, "normal", tuple(float(v) for v in normal / length))
+
+    @property
+    def is_physical(self) -> bool:
+        """Whether the plane is given in LPS mm (an oblique reslice), not only as an array slice."""
+        return self.normal is not None
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON form: ``axis`` letter and ``index`` always (older readers need no more), plus
+        ``origin`` and ``normal`` in LPS mm for a physical plane."""
+        out: dict[str, Any] = {"axis": "zyx"[self.axis], "index": int(self.index)}
+        if self.origin is not None and self.normal is not None:
+            out["origin"] = [round(v, 4) for v in self.origin]
+            out["normal"] = [round(v, 6) for v in self.normal]
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SlicePlane:
+        """Inverse of :meth:`as_dict`; also reads records written before planes had an origin."""
+        axis = data["axis"]
+        axis = "zyx".index(axis) if isinstance(axis, str) else int(axis)
+        origin, normal = data.get("origin"), data.get("normal")
+        return cls(axis, int(data["index"]), None if origin is None else tuple(origin), None if normal is None else tuple(normal))
 
     def to_ijk(self, column: float, row: float) -> tuple[float, float, float]:
         """(i, j, k) index of a (column, row) position on this slice."""
@@ -102,5 +141,5 @@ def prompt_to_physical(prompt, geometry: Geometry, plane: SlicePlane | None = No
         out["points"] = _points_lps(geometry, ijk)
         out["point_labels"] = labels
     if plane is not None:
-        out["slice"] = {"axis": "zyx"[plane.axis], "index": int(plane.index)}
+        out["slice"] = plane.as_dict()
     return out

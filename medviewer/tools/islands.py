@@ -1,14 +1,25 @@
-"""Connected components: keep the largest, remove small ones, pick one, flood fill."""
+"""Connected components: keep the largest, remove small ones, pick one, flood fill.
+
+Flood fill "on the slice" fills what the view shows. On an array slice that is a 2D fill
+of that slice. On an oblique reslice the shown plane cuts a thin tilted layer of voxels
+(the circle brush's slab: every voxel whose cell the plane cuts); the fill spreads through
+that layer only, with 3D neighbourhoods restricted to it. Two cut voxels sharing a face
+have plane sections sharing an edge, so connectivity 1 (faces) joins sections that share an
+edge (like 4-connectivity on a slice); 2 and 3 also join sections touching at a point (like
+8-connectivity).
+"""
 
 from __future__ import annotations
 
 import numpy as np
 from scipy import ndimage
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 
 from medviewer.model.editing import EditRefused, LabelCommand, SegmentEditor
 from medviewer.model.events import Box
 from medviewer.model.provenance import SlicePlane
-from medviewer.tools.base import label_box, nearest_voxel
+from medviewer.tools.base import flat_to_box_mask, is_oblique_plane, label_box, nearest_voxel, plane_slab_voxels
 
 
 def _structure(connectivity: int) -> np.ndarray:
@@ -118,12 +129,19 @@ def flood_region(
     tolerance: float | None = None,
     plane: SlicePlane | None = None,
     connectivity: int = 1,
+    geometry=None,
 ) -> tuple[Box, np.ndarray] | None:
     """Voxels connected to the seed that share its label (and its intensity within ``tolerance``).
 
-    With ``plane`` the fill stays on that slice (2D), otherwise it spreads in 3D.
+    With ``plane`` the fill stays on that slice (2D), otherwise it spreads in 3D. An oblique
+    physical plane (which needs ``geometry``) fills within the voxels the plane cuts; a seed
+    off that layer fills nothing.
     """
     seed = tuple(int(v) for v in seed_zyx)
+    if plane is not None and plane.is_physical and geometry is None:
+        raise ValueError("a fill on a physical plane needs the grid's geometry")
+    if geometry is not None and is_oblique_plane(geometry, plane):
+        return _flood_on_plane(labels, seed, intensities, tolerance, geometry, plane, connectivity)
     if plane is not None:
         start = [0, 0, 0]
         stop = list(labels.shape)
@@ -156,6 +174,54 @@ def flood_region(
     return out_box, mask[tight.slices]
 
 
+def _flood_on_plane(
+    labels, seed, intensities, tolerance, geometry, plane, connectivity
+) -> tuple[Box, np.ndarray] | None:
+    """The oblique-plane fill: candidates are gathered on the plane's voxel layer only."""
+    slab = plane_slab_voxels(geometry, plane)
+    seed_flat = int(np.ravel_multi_index(seed, labels.shape))
+    where = int(np.searchsorted(slab, seed_flat))
+    if where >= slab.size or slab[where] != seed_flat:
+        return None
+    values = np.take(labels, slab)
+    candidate = values == labels[seed]
+    if intensities is not None and tolerance is not None:
+        scan = np.take(intensities, slab).astype(np.float64)
+        candidate &= np.abs(scan - float(intensities[seed])) <= float(tolerance)
+    nodes = slab[candidate]
+    component = connected_voxels(nodes, seed_flat, labels.shape, connectivity)
+    return flat_to_box_mask(labels.shape, component)
+
+
+def connected_voxels(nodes: np.ndarray, seed_flat: int, shape, connectivity: int = 1) -> np.ndarray:
+    """Flat indices of the component of ``seed_flat`` among ``nodes`` (sorted flat indices).
+
+    A graph over the given voxels only, so a thin oblique layer costs what it holds rather
+    than its 3D bounding box.
+    """
+    offsets = np.argwhere(_structure(connectivity)) - 1
+    offsets = offsets[[tuple(o) > (0, 0, 0) for o in offsets]]  # each neighbour pair once
+    coords = np.unravel_index(nodes, tuple(shape))
+    strides = np.array([shape[1] * shape[2], shape[2], 1], dtype=np.int64)
+    first, second = [], []
+    for offset in offsets:
+        inside = np.ones(nodes.size, dtype=bool)
+        for axis, step in enumerate(offset):
+            if step:
+                moved = coords[axis] + step
+                inside &= (moved >= 0) & (moved < shape[axis])
+        neighbour = nodes + int(offset @ strides)
+        at = np.minimum(np.searchsorted(nodes, neighbour), nodes.size - 1)
+        linked = inside & (nodes[at] == neighbour)
+        first.append(np.flatnonzero(linked))
+        second.append(at[linked])
+    rows, columns = np.concatenate(first), np.concatenate(second)
+    graph = coo_matrix((np.ones(rows.size, dtype=np.int8), (rows, columns)), shape=(nodes.size, nodes.size))
+    _, component = connected_components(graph, directed=False)
+    seed_index = int(np.searchsorted(nodes, seed_flat))
+    return nodes[component == component[seed_index]]
+
+
 class FloodFillTool:
     """Fill the connected region under a click with the active segment."""
 
@@ -167,18 +233,25 @@ class FloodFillTool:
         self.connectivity = int(connectivity)
 
     def fill(self, point_lps, plane: SlicePlane | None = None) -> LabelCommand | None:
-        seed = nearest_voxel(self.editor.geometry, point_lps)
+        """Fill from the voxel under the click: on ``plane`` (the view's slice) or in 3D."""
+        geometry = self.editor.geometry
+        seed_point = np.asarray(point_lps, dtype=float)
+        if is_oblique_plane(geometry, plane):
+            normal = np.asarray(plane.normal, dtype=float)  # the voxel under the click on the shown plane
+            seed_point = seed_point - float((seed_point - np.asarray(plane.origin, dtype=float)) @ normal) * normal
+        seed = nearest_voxel(geometry, seed_point)
         if seed is None:
             return None
         intensities = self.editor.volume.array if self.editor.volume is not None else None
-        found = flood_region(self.editor.labelmap.array, seed, intensities, self.tolerance, plane, self.connectivity)
+        found = flood_region(self.editor.labelmap.array, seed, intensities, self.tolerance, plane, self.connectivity,
+                             geometry)
         if found is None:
             return None
         box, mask = found
         parameters = {
             "point_lps": [float(v) for v in point_lps],
             "tolerance": self.tolerance,
-            "plane": None if plane is None else {"axis": "zyx"[plane.axis], "index": plane.index},
+            "plane": None if plane is None else plane.as_dict(),
         }
         return self.editor.apply(mask, box, tool=self.name, parameters=parameters)
 
@@ -187,6 +260,7 @@ __all__ = [
     "FloodFillTool",
     "IslandsTool",
     "component_at",
+    "connected_voxels",
     "flood_region",
     "keep_largest_component",
     "remove_small_components",

@@ -7,7 +7,7 @@ import numpy as np
 from medviewer.model.editing import LabelCommand, SegmentEditor
 from medviewer.model.events import Box
 from medviewer.model.provenance import SlicePlane
-from medviewer.tools.base import Preview
+from medviewer.tools.base import Preview, flat_to_box_mask, is_oblique_plane, plane_slab_voxels
 
 
 def threshold_mask(intensities: np.ndarray, low: float, high: float) -> np.ndarray:
@@ -27,8 +27,19 @@ class ThresholdTool:
         self.editor = editor
 
     def preview(self, low: float, high: float, plane: SlicePlane | None = None) -> Preview:
-        """Mask of [low, high] on one slice (fast, for live feedback) or the whole volume."""
+        """Mask of [low, high] on one slice (fast, for live feedback) or the whole volume.
+
+        An oblique ``plane`` previews the voxels that plane cuts (the brush's slab), not the
+        nearest array slice.
+        """
         shape = self.editor.labelmap.shape
+        label = self.editor.policy.active_label or 0
+        parameters = {"low": float(low), "high": float(high)}
+        if is_oblique_plane(self.editor.geometry, plane):
+            slab = plane_slab_voxels(self.editor.geometry, plane)
+            inside = slab[threshold_mask(np.take(self.editor.volume.array, slab), low, high)]
+            box, mask = flat_to_box_mask(shape, inside) or (Box((0, 0, 0), (0, 0, 0)), np.zeros((0, 0, 0), bool))
+            return Preview(box, mask, label, self.name, {**parameters, "plane": plane.as_dict()})
         if plane is None:
             box = Box.full(shape)
         else:
@@ -37,8 +48,7 @@ class ThresholdTool:
             start[plane.axis], stop[plane.axis] = plane.index, plane.index + 1
             box = Box(tuple(start), tuple(stop))  # type: ignore[arg-type]
         mask = threshold_mask(self.editor.volume.array[box.slices], low, high)
-        label = self.editor.policy.active_label or 0
-        return Preview(box, mask, label, self.name, {"low": float(low), "high": float(high)})
+        return Preview(box, mask, label, self.name, parameters)
 
     def apply(self, low: float, high: float, replace: bool = True, region: Box | None = None) -> LabelCommand | None:
         """Set the active segment to the voxels in range (``replace``) or add them to it.

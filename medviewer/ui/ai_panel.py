@@ -67,6 +67,19 @@ class AiPanel(QWidget):
         modes.addWidget(self.box_mode)
         modes.addWidget(self.point_mode)
         layout.addLayout(modes)
+        modes3d = QHBoxLayout()
+        self.box3d_button = QPushButton("3D box", self)
+        self.box3d_button.setCheckable(True)
+        self.box3d_button.setToolTip("Drag a box on the first slice of the structure, scroll to its last slice and "
+                                     "drag a second box: every slice in between is segmented")
+        self.box3d_button.toggled.connect(controller.set_box3d_mode)
+        self.volume_clicks_box = QCheckBox("3D clicks", self)
+        self.volume_clicks_box.setToolTip("Clicks segment the whole volume with the model's 3D mode")
+        self.volume_clicks_box.toggled.connect(controller.set_volume_clicks)
+        self.volume_clicks_box.toggled.connect(lambda _on: self._update_card())  # the click buttons follow
+        modes3d.addWidget(self.box3d_button)
+        modes3d.addWidget(self.volume_clicks_box)
+        layout.addLayout(modes3d)
 
         self.state_label = QLabel("idle", self)
         self.score_label = QLabel("", self)
@@ -91,10 +104,16 @@ class AiPanel(QWidget):
         self.propagate_button.setToolTip("Spread the candidate / accepted mask to neighbouring slices")
         self.propagate_button.clicked.connect(controller.propagate)
         self.cancel_button = QPushButton("Cancel", self)
+        self.cancel_button.setToolTip("Stop and write nothing")
         self.cancel_button.clicked.connect(controller.cancel_propagation)
         self.cancel_button.setEnabled(False)
+        self.stop_button = QPushButton("Stop here", self)
+        self.stop_button.setToolTip("Stop after the current slice and keep the slices done so far")
+        self.stop_button.clicked.connect(controller.stop_here)
+        self.stop_button.setEnabled(False)
         propagate.addWidget(self.propagate_button)
         propagate.addWidget(self.cancel_button)
+        propagate.addWidget(self.stop_button)
         layout.addLayout(propagate)
         self.progress = QProgressBar(self)
         self.progress.hide()
@@ -188,10 +207,19 @@ class AiPanel(QWidget):
         text = "".join(f"<b>{html.escape(k)}:</b> {html.escape(str(v))}<br>" for k, v in rows if v)
         self.card.setText(f"<b>{html.escape(info.name)}</b><br>{text}")
         self.checkpoint_button.setEnabled(info.checkpoint.kind == "user_file" or info.needs_checkpoint)
-        points = controller.supports_points()
+        volume_clicks = controller.uses_3d_clicks()
+        points = controller.supports_points() or volume_clicks
         self.point_mode.setEnabled(points)
         self.point_mode.setToolTip("" if points else f"{info.name} accepts box prompts only")
         self.box_mode.setEnabled(info.supports("box"))
+        box3d = info.supports("box_3d") or (info.is_2d and info.supports("box"))
+        self.box3d_button.setEnabled(box3d)
+        if not box3d and self.box3d_button.isChecked():
+            self.box3d_button.setChecked(False)  # the tool switches off with it
+        self.volume_clicks_box.blockSignals(True)
+        self.volume_clicks_box.setChecked(volume_clicks)
+        self.volume_clicks_box.setEnabled(info.is_3d and info.is_2d and info.supports("points_3d"))
+        self.volume_clicks_box.blockSignals(False)
 
     def choose_checkpoint(self, path: str | None = None) -> None:
         controller = self.controller
@@ -248,6 +276,7 @@ class AiPanel(QWidget):
     def _on_propagation_running(self, running: bool) -> None:
         self.propagate_button.setEnabled(not running)
         self.cancel_button.setEnabled(running)
+        self.stop_button.setEnabled(running and self.controller.stoppable)
         self.progress.setVisible(running)
         if running:
             self.progress.setRange(0, 0)

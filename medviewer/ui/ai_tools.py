@@ -4,12 +4,19 @@ Conventions (micro-sam / ITK-SNAP): left drag = box, left click = positive point
 click = negative point, T toggles the left click between positive and negative, Esc clears
 the prompts, Enter accepts the candidate. Every model call is an Engine job; results come
 back through a :class:`~medviewer.ui.ai_bridge.JobBridge`, so the GUI thread never waits.
+
+Further clicks on a slice refine the result: models that take a mask prompt get the previous
+low-res logits back (SAM's interactive loop). 3D tools: the 3D box (a box on the first slice of
+a structure, then one on its last; 2D models walk the slices between, 3D models get the 3D box)
+and 3D clicks for 3D models (SAM-Med3D continues from its previous result). Views that cut the
+volume obliquely are resampled for 2D models (:mod:`medviewer.ai.oblique`).
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
 from dataclasses import dataclass
 
@@ -19,8 +26,9 @@ from vtkmodules.vtkCommonCore import vtkPoints, vtkUnsignedCharArray
 from vtkmodules.vtkCommonDataModel import vtkCellArray, vtkPolyData
 from vtkmodules.vtkRenderingCore import vtkActor, vtkPolyDataMapper
 
-from medviewer.ai.api import Prompt2D, PromptKind
-from medviewer.ai.engine import JobStatus
+from medviewer.ai.api import Prediction3D, Prompt2D, Prompt3D, PromptKind
+from medviewer.ai.engine import JobStatus, take_slice
+from medviewer.ai.oblique import ObliquePlane, plane_mask_to_volume
 from medviewer.model.events import Box
 from medviewer.model.provenance import ModelProvenance, SlicePlane, now_iso, prompt_to_physical
 from medviewer.ui.ai_bridge import JobBridge
@@ -51,6 +59,28 @@ def view_slice(view) -> tuple[int, int] | None:
     return axis, index
 
 
+OBLIQUE = "oblique"  # the "axis" of a prompt on a view that cuts the volume obliquely
+
+
+def view_where(view):
+    """Where a view's prompts live: ``(axis, index)`` of an axis-aligned slice, or
+    ``(OBLIQUE, ObliquePlane)`` for a view cutting the volume obliquely; None without a volume."""
+    where = view_slice(view)
+    if where is not None:
+        return where
+    renderer = view.slice_renderer
+    if renderer.plan is None or renderer.volume is None:
+        return None
+    return OBLIQUE, ObliquePlane.from_slice_geometry(renderer.plan, renderer.cursor)
+
+
+def where_to_pixel(volume, where, point) -> tuple[float, float]:
+    """(column, row) of an LPS point on the slice or oblique plane ``where``."""
+    if where[0] == OBLIQUE:
+        return where[1].lps_to_pixel(point)
+    return lps_to_pixel(volume, where[0], point)
+
+
 def lps_to_pixel(volume, axis: int, point) -> tuple[float, float]:
     """(column, row) on a slice across ``axis`` of an LPS point (Prompt2D convention)."""
     i, j, k = (float(v) for v in volume.geometry.physical_to_index(point))
@@ -59,6 +89,46 @@ def lps_to_pixel(volume, axis: int, point) -> tuple[float, float]:
     if axis == 1:
         return i, k
     return j, k
+
+
+def pixel_to_voxel(axis: int, index: int, column: float, row: float) -> tuple[float, float, float]:
+    """(i, j, k) voxel of a (column, row) pixel on the slice ``index`` across ``axis``."""
+    if axis == 0:
+        return column, row, float(index)
+    if axis == 1:
+        return column, float(index), row
+    return float(index), column, row
+
+
+def voxel_on_slice(axis: int, index: int, ijk, tolerance: float = 0.5) -> tuple[float, float] | None:
+    """(column, row) of voxel ``ijk`` on slice ``index`` across ``axis``, or None when it lies
+    more than ``tolerance`` slices away (3D clicks are drawn on the slices they were made on)."""
+    i, j, k = (float(v) for v in ijk)
+    depth, column, row = {0: (k, i, j), 1: (j, i, k), 2: (i, j, k)}[axis]
+    return (column, row) if abs(depth - index) <= tolerance else None
+
+
+def box3d_from_slice_boxes(axis: int, index_a: int, rect_a, index_b: int, rect_b) -> tuple[float, ...]:
+    """The 3D box (x0, y0, z0, x1, y1, z1) in voxel indices enclosing two slice boxes."""
+    corners = [pixel_to_voxel(axis, index, x, y)
+               for index, rect in ((index_a, rect_a), (index_b, rect_b))
+               for x, y in ((rect[0], rect[1]), (rect[2], rect[3]))]
+    low = tuple(min(c[d] for c in corners) for d in range(3))
+    high = tuple(max(c[d] for c in corners) for d in range(3))
+    return low + high
+
+
+def oblique_prompt_record(prompt: Prompt2D, plane: ObliquePlane, time: str) -> dict:
+    """A prompt on an oblique plane in LPS mm (the provenance record of an accepted mask)."""
+    record: dict = {"coordinates": "LPS mm", "time": time, "plane": "oblique"}
+    if prompt.box is not None:
+        x0, y0, x1, y1 = prompt.box
+        record["box_corners"] = plane.pixel_to_lps([x0, x1], [y0, y1]).tolist()
+    if prompt.points:
+        columns, rows = zip(*prompt.points)
+        record["points"] = plane.pixel_to_lps(columns, rows).tolist()
+        record["point_labels"] = list(prompt.labels)
+    return record
 
 
 def slice_box(volume_shape, axis: int, index: int) -> Box:
@@ -117,8 +187,12 @@ class CandidateOverlay:
         self.visible_slice: tuple[int, int] | None = None
         self.segment_count = 0
 
-    def _to_plane(self, volume, axis: int, index: int, column_row: np.ndarray) -> np.ndarray:
+    def _to_plane(self, volume, axis, index, column_row: np.ndarray) -> np.ndarray:
         cols, rows = column_row[:, 0], column_row[:, 1]
+        plan = self.view.slice_renderer.plan
+        if axis == OBLIQUE:
+            lps = index.pixel_to_lps(cols, rows)
+            return np.stack([lps @ plan.right, lps @ plan.down], axis=1)
         if axis == 0:
             ijk = np.stack([cols, rows, np.full_like(cols, index)], axis=1)
         elif axis == 1:
@@ -259,6 +333,29 @@ class Candidate:
     low_res: np.ndarray | None = None
 
 
+@dataclass
+class Candidate3D:
+    """A 3D model's whole-volume result waiting for Accept; further clicks refine it."""
+
+    mask: np.ndarray  # bool, the volume's [z, y, x] shape
+    score: float | None
+    prompt: Prompt3D
+    prompt_time: str
+    model_id: str
+    prediction: Prediction3D | None = None
+    volume: object = None
+
+
+@dataclass
+class FirstSliceBox:
+    """The first of the two boxes of the 3D-box tool, waiting for the box on the last slice."""
+
+    axis: int
+    index: int
+    rect: tuple[float, float, float, float]
+    prompt_time: str
+
+
 class AiController(QObject):
     """State of AI prompting in one MainWindow: model, prompts, candidate, jobs."""
 
@@ -266,7 +363,7 @@ class AiController(QObject):
     candidate_changed = Signal(object)  # Candidate or None
     message = Signal(str, bool)  # text, is_error
     propagation_progress = Signal(int, int, str)
-    propagation_running = Signal(bool)
+    propagation_running = Signal(bool)  # any long job: propagation, 3D box, 3D model
     model_loaded = Signal(str)  # model id
     active_changed = Signal(bool)
     models_changed = Signal()
@@ -295,8 +392,18 @@ class AiController(QObject):
         self._segment_job = None
         self._segment_dirty = False
         self._encode_job = None
-        self._propagation_job = None
-        self._propagation_seed: Candidate | None = None
+        self._propagation_job = None  # the long job: propagation, 3D box walk or 3D model run
+        self._stop_event: threading.Event | None = None  # "Stop here" for walks; None: not stoppable
+        self._refining = False  # further clicks feed the candidate's low-res mask back
+        # 3D tools: the 3D-box tool (box on the first slice, then on the last) and 3D clicks
+        self.box3d_mode = False
+        self.volume_clicks = False  # clicks go to a 3D model (always so for 3D-only models)
+        self.first_box: FirstSliceBox | None = None
+        self.points3d: list[tuple[float, float, float]] = []
+        self.labels3d: list[int] = []
+        self.box3d: tuple[float, ...] | None = None
+        self.candidate3d: Candidate3D | None = None
+        self._job3d_dirty = False
         self._overlays: dict[object, CandidateOverlay] = {}
         self._closed = False
         self.timings: dict[str, float] = {}
@@ -354,6 +461,28 @@ class AiController(QObject):
             return False
         return not info.recommended_prompts or PromptKind.POINTS in info.recommended_prompts
 
+    def uses_3d_clicks(self) -> bool:
+        """Whether clicks segment the whole volume: a 3D-only model, or a 2D + 3D model (region
+        growing) with "3D clicks" switched on."""
+        info = self.model_info()
+        if info is None or not info.is_3d or not info.supports(PromptKind.POINTS_3D):
+            return False
+        return self.volume_clicks or not info.is_2d
+
+    def set_volume_clicks(self, on: bool) -> None:
+        if bool(on) != self.volume_clicks:
+            self.volume_clicks = bool(on)
+            self.clear_prompts()
+
+    def set_box3d_mode(self, on: bool) -> None:
+        """The 3D-box tool: a box on the first slice of the structure, then one on its last."""
+        self.box3d_mode = bool(on)
+        self.first_box = None
+        self._refresh_overlays(immediate=False)
+        if on:
+            self.message.emit("3D box: drag a box on the first slice of the structure, scroll to its last slice "
+                              "and drag a second box", False)
+
     def set_model(self, model_id: str) -> None:
         if model_id == self.model_id:
             return
@@ -365,7 +494,7 @@ class AiController(QObject):
 
     def checkpoint_sha256(self) -> str:
         engine = self._engine
-        sha = getattr(engine, "_known_sha", {}).get(self.model_id, "") if engine is not None else ""
+        sha = engine.checkpoint_sha(self.model_id) if engine is not None else ""
         if not sha:
             info = self.model_info()
             sha = info.checkpoint.sha256 if info is not None else ""
@@ -438,7 +567,7 @@ class AiController(QObject):
     def _on_cursor_changed(self, *_args) -> None:
         if self.active:
             self.schedule_encode()
-            self._refresh_overlays()
+            self._refresh_overlays(immediate=False)  # the views repaint on their own coalesced render
 
     def schedule_encode(self) -> None:
         self._prefetch_timer.start()
@@ -497,9 +626,9 @@ class AiController(QObject):
 
     # -- prompts ------------------------------------------------------------------------------
     def _slice_of(self, view):
-        where = view_slice(view)
+        where = view_where(view)
         if where is None:
-            self._error("AI prompts need an axis-aligned view of the volume")
+            self._error("AI prompts need a volume in the view")
         return where
 
     def _start_prompt_on(self, view, where) -> None:
@@ -510,12 +639,12 @@ class AiController(QObject):
         self.prompt_slice, self.prompt_view = where, view
 
     def preview_drag(self, view, start, end) -> None:
-        where = view_slice(view)
+        where = view_where(view)
         if where is None:
             return
         volume = view.volume
-        x0, y0 = lps_to_pixel(volume, where[0], start)
-        x1, y1 = lps_to_pixel(volume, where[0], end)
+        x0, y0 = where_to_pixel(volume, where, start)
+        x1, y1 = where_to_pixel(volume, where, end)
         self._overlay(view).update(volume, *where, mask=self.candidate.mask if self._candidate_on(where) else None,
                                    box=None, points=self.points if self.prompt_slice == where else (),
                                    labels=self.labels if self.prompt_slice == where else (),
@@ -530,14 +659,17 @@ class AiController(QObject):
         if where is None:
             return
         volume = view.volume
-        x0, y0 = lps_to_pixel(volume, where[0], start)
-        x1, y1 = lps_to_pixel(volume, where[0], end)
+        x0, y0 = where_to_pixel(volume, where, start)
+        x1, y1 = where_to_pixel(volume, where, end)
         self.set_box_pixels(view, (x0, y0, x1, y1), where)
 
     def set_box_pixels(self, view, box, where=None) -> None:
         """A box in slice pixel indices (x0, y0, x1, y1) on ``view``'s current slice."""
         where = where or self._slice_of(view)
         if where is None:
+            return
+        if self.box3d_mode:
+            self._add_slice_box(view, where, box)
             return
         info = self.model_info()
         if info is not None and not info.supports(PromptKind.BOX):
@@ -546,9 +678,13 @@ class AiController(QObject):
         self._start_prompt_on(view, where)
         x0, y0, x1, y1 = box
         self.box = (min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1))
+        self._refining = False  # a new box starts afresh
         self._run_segment()
 
     def add_point(self, view, point_lps, positive: bool = True) -> None:
+        if self.uses_3d_clicks():
+            self.add_point_3d(view, point_lps, positive)
+            return
         where = self._slice_of(view)
         if where is None:
             return
@@ -558,7 +694,9 @@ class AiController(QObject):
             self.message.emit(f"{name} accepts box prompts only: drag a box around the structure", True)
             return
         self._start_prompt_on(view, where)
-        self.points.append(lps_to_pixel(view.volume, where[0], point_lps))
+        if self._candidate_on(where):
+            self._refining = True  # clicks after a first result refine it (SAM's iterative loop)
+        self.points.append(where_to_pixel(view.volume, where, point_lps))
         self.labels.append(1 if positive else 0)
         self._run_segment()
 
@@ -587,8 +725,12 @@ class AiController(QObject):
         prompt_time = now_iso()
         model_id = self.model_id
         self._prompt_started = time.perf_counter()
+        low_res = self._refinement_mask(model_id, axis, index)
         try:
-            job = self.engine.segment(model_id, volume, axis, index, prompt)
+            if axis == OBLIQUE:
+                job = self.engine.segment_oblique(model_id, volume, index, prompt, previous_low_res_mask=low_res)
+            else:
+                job = self.engine.segment(model_id, volume, axis, index, prompt, previous_low_res_mask=low_res)
         except Exception as exc:  # noqa: BLE001
             self._error(str(exc))
             return
@@ -618,11 +760,182 @@ class AiController(QObject):
 
         self.bridge.watch(job, done)
 
+    def _refinement_mask(self, model_id: str, axis: int, index: int) -> np.ndarray | None:
+        """The candidate's low-res logits to send with a refining click, for models that take a
+        mask prompt; None for the first prompt, a new box, or another slice or model."""
+        c = self.candidate
+        if not self._refining or c is None or c.low_res is None or c.model_id != model_id:
+            return None
+        if (c.axis, c.index) != (axis, index):
+            return None
+        info = self.model_info(model_id)
+        return c.low_res if info is not None and info.supports(PromptKind.MASK) else None
+
+    # -- 3D: the 3D-box tool and clicks for 3D models ------------------------------------------
+    def _add_slice_box(self, view, where, rect) -> None:
+        axis, index = where
+        if axis == OBLIQUE:
+            self._error("the 3D box needs a view along the volume's slices (this one cuts it obliquely)")
+            return
+        x0, y0, x1, y1 = rect
+        rect = (min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1))
+        first = self.first_box
+        if first is None or first.axis != axis or first.index == index:
+            self.first_box = FirstSliceBox(axis, index, rect, now_iso())
+            self.message.emit(f"3D box: first box on slice {index}; scroll to the last slice of the structure "
+                              "and drag the second box (Esc starts over)", False)
+            self._refresh_overlays()
+            return
+        self.first_box = None
+        self.segment_box3d(view.volume, axis, first.index, first.rect, index, rect, first.prompt_time)
+
+    def segment_box3d(self, volume, axis: int, index_a: int, rect_a, index_b: int, rect_b,
+                      prompt_time: str | None = None, settings=None) -> bool:
+        """Segment everything between a box on slice ``index_a`` and one on ``index_b``.
+
+        2D box models walk the slices in between (MedLSAM-style, rectangles interpolated; with
+        progress, Cancel and Stop here) and the result is written at once, as propagation does.
+        3D models get the enclosing 3D box and give a 3D candidate that clicks can refine.
+        """
+        if self._propagation_job is not None:
+            self.message.emit("an AI job is running: wait for it or cancel it first", True)
+            return False
+        info = self.model_info()
+        model_id = self.model_id
+        prompt_time = prompt_time or now_iso()
+        if info is not None and info.supports(PromptKind.BOX_3D) and (
+            self.uses_3d_clicks() or not info.supports(PromptKind.BOX)
+        ):
+            self.clear_prompts()
+            self.box3d = box3d_from_slice_boxes(axis, index_a, rect_a, index_b, rect_b)
+            return self._run_3d(volume, prompt_time)
+        try:
+            if info is None or not info.is_2d or not info.supports(PromptKind.BOX):
+                name = info.name if info is not None else model_id
+                raise ValueError(f"{name} cannot segment a 3D box")
+            from medviewer.ai.propagation import PropagationSettings, rects_between, start_box_segmentation
+
+            stop = threading.Event()
+            rects = rects_between(int(index_a), tuple(rect_a), int(index_b), tuple(rect_b))
+            job = start_box_segmentation(self.engine, model_id, volume, rects, axis,
+                                         settings or PropagationSettings.for_box(), stop=stop)
+        except Exception as exc:  # noqa: BLE001
+            self._error(str(exc))
+            return False
+        prompts = [prompt_to_physical(Prompt2D(box=tuple(rect)), volume.geometry, SlicePlane(axis, int(index)),
+                                      prompt_time) for index, rect in ((index_a, rect_a), (index_b, rect_b))]
+        self._watch_walk(job, stop, model_id, prompts, "3D box", "segmenting the 3D box…")
+        return True
+
+    def add_point_3d(self, view, point_lps, positive: bool = True) -> None:
+        """A click for a 3D model, in voxel indices of the volume (any view, oblique included)."""
+        volume = getattr(view, "volume", None)
+        if volume is None:
+            return
+        ijk = np.asarray(volume.geometry.physical_to_index(point_lps), float)
+        upper = np.asarray(volume.shape[::-1], float) - 0.5
+        if np.any(ijk < -0.5) or np.any(ijk > upper):
+            self._error("that click is outside the volume")
+            return
+        c3 = self.candidate3d
+        if c3 is not None and (c3.volume is not volume or c3.model_id != self.model_id):
+            self.clear_prompts()
+        self.points3d.append(tuple(float(v) for v in ijk))
+        self.labels3d.append(1 if positive else 0)
+        self._run_3d(volume)
+
+    def prompt3d(self) -> Prompt3D:
+        return Prompt3D(box=self.box3d, points=tuple(self.points3d), labels=tuple(self.labels3d))
+
+    def _run_3d(self, volume, prompt_time: str | None = None) -> bool:
+        """Run the 3D model on all clicks so far; the previous result goes along so SAM-Med3D
+        decodes only the new clicks on its cached crop. Clicks during a run are coalesced."""
+        if self._propagation_job is not None:
+            if getattr(self._propagation_job, "kind", "") == "predict_3d":
+                self._job3d_dirty = True
+                self._refresh_overlays(immediate=False)
+                return True
+            self.message.emit("an AI job is running: wait for it or cancel it first", True)
+            return False
+        prompt = self.prompt3d()
+        if prompt.is_empty:
+            self._refresh_overlays(immediate=False)
+            return False
+        model_id = self.model_id
+        prompt_time = prompt_time or now_iso()
+        c3 = self.candidate3d
+        previous = c3.prediction if c3 is not None and c3.model_id == model_id and c3.volume is volume else None
+        try:
+            job = self.engine.predict_3d(model_id, volume, prompt, previous=previous)
+        except Exception as exc:  # noqa: BLE001
+            self._error(str(exc))
+            return False
+        self._propagation_job, self._stop_event, self._job3d_dirty = job, None, False
+        self.propagation_running.emit(True)
+        self._set_state("segmenting in 3D…")
+        self._refresh_overlays(immediate=False)
+
+        def progress(job, done, total, message):
+            self.propagation_progress.emit(done, total, message)
+
+        def done(job):
+            self._propagation_job = None
+            self.propagation_running.emit(False)
+            self._set_state("ready")
+            current = self.prompt3d()
+            still_wanted = current.box == prompt.box and current.points[: len(prompt.points)] == prompt.points
+            if job.status is JobStatus.DONE and model_id == self.model_id and still_wanted:
+                prediction = job.result
+                self.candidate3d = Candidate3D(np.asarray(prediction.mask, bool), prediction.score, prompt,
+                                               prompt_time, model_id, prediction, volume)
+                self._refresh_overlays(immediate=False)
+                self.candidate_changed.emit(self.candidate3d)
+            elif job.status is JobStatus.CANCELLED:
+                self.message.emit("3D segmentation cancelled", False)
+            elif job.status is JobStatus.FAILED:
+                self._error(job.error or "3D segmentation failed")
+            if self._job3d_dirty and not self._closed:
+                self._run_3d(volume)
+
+        self.bridge.watch(job, done, progress)
+        return True
+
+    def _accept_3d(self) -> bool:
+        c3 = self.candidate3d
+        volume = self.window.document.active_volume
+        editor = self.editor()
+        if c3 is None or editor is None or volume is None or c3.volume is not volume:
+            self._error("the volume changed since the 3D result; nothing was written")
+            return False
+        box = Box.from_mask(c3.mask)
+        if box is None:
+            self.message.emit("the 3D result is empty: nothing to accept", True)
+            return False
+        label = self._active_label(editor)
+        try:
+            if label is None:
+                label = editor.create_segment("AI segment").label
+                editor.policy.active_label = label
+            prompts = [prompt_to_physical(c3.prompt, volume.geometry, None, c3.prompt_time)]
+            editor.accept_ai_result(c3.mask[box.slices], box, label, model=self.provenance(c3.model_id),
+                                    prompts=prompts, parameters={"score": c3.score, "mode": "3d"})
+        except Exception as exc:  # noqa: BLE001
+            self._error(str(exc))
+            return False
+        self.clear_prompts()
+        self.message.emit(f"accepted the 3D result into segment {label}", False)
+        return True
+
     def clear_prompts(self) -> None:
         self.box, self.points, self.labels = None, [], []
         self.candidate = None
         self.prompt_slice = None
         self._segment_dirty = False
+        self._refining = False
+        self.first_box = None
+        self.points3d, self.labels3d, self.box3d = [], [], None
+        self.candidate3d = None
+        self._job3d_dirty = False
         for overlay in self._overlays.values():
             overlay.clear()
         self.candidate_changed.emit(None)
@@ -638,19 +951,55 @@ class AiController(QObject):
         return overlay
 
     def _refresh_overlays(self, immediate: bool = True) -> None:
+        """Redraw every view's overlay; ``immediate`` renders the prompt view now (the rest, and
+        with False all views, repaint on their next coalesced render)."""
         for view in self.views():
             if getattr(view, "_shut_down", False):
                 continue
-            where = view_slice(view)
-            if where is None or view is not self.prompt_view or where != self.prompt_slice:
-                if view in self._overlays:
+            where = view_where(view)
+            content = self._overlay_content(view, where) if where is not None else None
+            if content is None:
+                if view in self._overlays and self._overlays[view].actor.GetVisibility():
                     self._overlays[view].clear()
                 continue
-            mask = self.candidate.mask if self._candidate_on(where) else None
-            self._overlay(view).update(view.volume, *where, mask=mask, box=self.box, points=self.points,
-                                       labels=self.labels)
-            if immediate:
+            self._overlay(view).update(view.volume, *where, **content)
+            if immediate and view is self.prompt_view:
                 view.render_now()
+
+    def _overlay_content(self, view, where) -> dict | None:
+        """What this view's slice shows: the 2D prompt and candidate where they were drawn, the
+        3D candidate's cross-section and the 3D clicks on every view, the 3D tool's boxes."""
+        axis, index = where
+        mask, box = None, None
+        points: list[tuple[float, float]] = []
+        labels: list[int] = []
+        if view is self.prompt_view and where == self.prompt_slice:
+            mask = self.candidate.mask if self._candidate_on(where) else None
+            box, points, labels = self.box, list(self.points), list(self.labels)
+        if axis == OBLIQUE:
+            return None if mask is None and box is None and not points else \
+                {"mask": mask, "box": box, "points": points, "labels": labels}
+        c3 = self.candidate3d
+        if mask is None and c3 is not None and c3.volume is view.volume and c3.mask.shape == view.volume.shape:
+            section = take_slice(c3.mask, axis, index)
+            mask = section if section.any() else None
+        for point, label in zip(self.points3d, self.labels3d):
+            on_slice = voxel_on_slice(axis, index, point)
+            if on_slice is not None:
+                points.append(on_slice)
+                labels.append(label)
+        first = self.first_box
+        if box is None and first is not None and (first.axis, first.index) == (axis, index):
+            box = first.rect
+        if box is None and self.box3d is not None:
+            low, high = self.box3d[:3], self.box3d[3:]
+            depth = {0: 2, 1: 1, 2: 0}[axis]  # which of (i, j, k) runs across the slice
+            if low[depth] - 0.5 <= index <= high[depth] + 0.5:
+                column, row = {0: (0, 1), 1: (0, 2), 2: (1, 2)}[axis]
+                box = (low[column], low[row], high[column], high[row])
+        if mask is None and box is None and not points:
+            return None
+        return {"mask": mask, "box": box, "points": points, "labels": labels}
 
     # -- accept -------------------------------------------------------------------------------
     def editor(self):
@@ -691,6 +1040,8 @@ class AiController(QObject):
 
     def accept(self) -> bool:
         candidate = self.candidate
+        if candidate is None and self.candidate3d is not None:
+            return self._accept_3d()
         if candidate is None or not candidate.mask.any():
             self.message.emit("nothing to accept: draw a box first", True)
             return False
@@ -699,17 +1050,27 @@ class AiController(QObject):
         if editor is None or volume is None:
             return False
         label = self._active_label(editor)
-        try:
-            if label is None:
-                label = editor.create_segment("AI segment").label
-                editor.policy.active_label = label
+        if candidate.axis == OBLIQUE:
+            placed = plane_mask_to_volume(candidate.mask, candidate.index, volume.geometry, volume.shape)
+            if placed is None:
+                self.message.emit("the mask lies outside the volume: nothing to accept", True)
+                return False
+            mask3, box = placed
+            prompts = [oblique_prompt_record(candidate.prompt, candidate.index, candidate.prompt_time)]
+        else:
             prompts = [prompt_to_physical(candidate.prompt, volume.geometry, SlicePlane(candidate.axis, candidate.index),
                                           candidate.prompt_time)]
             box = slice_box(volume.shape, candidate.axis, candidate.index)
             mask3 = np.expand_dims(candidate.mask, candidate.axis)
+        try:
+            if label is None:
+                label = editor.create_segment("AI segment").label
+                editor.policy.active_label = label
+            where = {"axis": "oblique", "plane_normal": list(candidate.index.normal),
+                     "plane_position_mm": candidate.index.position} if candidate.axis == OBLIQUE else \
+                {"axis": candidate.axis, "index": candidate.index}
             editor.accept_ai_result(mask3, box, label, model=self.provenance(candidate.model_id), prompts=prompts,
-                                    parameters={"score": candidate.score, "axis": candidate.axis,
-                                                "index": candidate.index})
+                                    parameters={"score": candidate.score, **where})
         except Exception as exc:  # noqa: BLE001 - EditRefused (locked segment) and friends
             self._error(str(exc))
             return False
@@ -718,7 +1079,7 @@ class AiController(QObject):
         self.message.emit(f"accepted into segment {label}", False)
         return True
 
-    # -- propagation --------------------------------------------------------------------------
+    # -- propagation and other long jobs -------------------------------------------------------
     def propagate(self, settings=None) -> bool:
         seed = self.candidate if self.candidate is not None else self.last_accepted
         if seed is None or not seed.mask.any():
@@ -726,74 +1087,100 @@ class AiController(QObject):
             return False
         if self._propagation_job is not None:
             return False
+        if seed.axis == OBLIQUE:
+            self.message.emit("propagation needs a view along the volume's slices (this mask is on an oblique one)",
+                              True)
+            return False
         volume = self.window.document.active_volume
+        stop = threading.Event()
         try:
             from medviewer.ai.propagation import start_propagation
 
-            job = start_propagation(self.engine, seed.model_id, volume, seed.axis, seed.index, seed.mask, settings)
+            job = start_propagation(self.engine, seed.model_id, volume, seed.axis, seed.index, seed.mask, settings,
+                                    stop=stop)
         except Exception as exc:  # noqa: BLE001
             self._error(str(exc))
             return False
-        self._propagation_job = job
-        self._propagation_seed = seed
+        prompts = [prompt_to_physical(seed.prompt, volume.geometry, SlicePlane(seed.axis, seed.index),
+                                      seed.prompt_time)]
+        self._watch_walk(job, stop, seed.model_id, prompts, "propagation", "propagating…")
+        return True
+
+    def _watch_walk(self, job, stop: threading.Event, model_id: str, prompts: list, what: str, state: str) -> None:
+        """Progress, Cancel (nothing written) and Stop here (the slices so far are written)."""
+        self._propagation_job, self._stop_event = job, stop
         self.propagation_running.emit(True)
-        self._set_state("propagating…")
+        self._set_state(state)
 
         def progress(job, done, total, message):
             self.propagation_progress.emit(done, total, message)
 
         def done(job):
-            self._propagation_job = None
+            self._propagation_job, self._stop_event = None, None
             self.propagation_running.emit(False)
             self._set_state("ready")
             if job.status is JobStatus.CANCELLED:
-                self.message.emit("propagation cancelled; nothing was written", False)
+                self.message.emit(f"{what} cancelled; nothing was written", False)
             elif job.status is JobStatus.FAILED:
-                self._error(job.error or "propagation failed")
+                self._error(job.error or f"{what} failed")
             else:
-                self._accept_propagation(job.result, seed)
+                self._accept_walk(job.result, model_id, prompts, what)
 
         self.bridge.watch(job, done, progress)
-        return True
 
     def cancel_propagation(self) -> None:
+        """Cancel the running long job; nothing it computed is written."""
         if self._propagation_job is not None:
             self._propagation_job.cancel()
+
+    def stop_here(self) -> None:
+        """End a propagation or 3D box after the current slice, keeping the slices done so far."""
+        if self._stop_event is not None:
+            self._stop_event.set()
+            self.message.emit("stopping after the current slice…", False)
 
     @property
     def propagating(self) -> bool:
         return self._propagation_job is not None
 
-    def _accept_propagation(self, result, seed: Candidate) -> None:
+    @property
+    def stoppable(self) -> bool:
+        """Whether the running job can stop early and keep its partial result."""
+        return self._stop_event is not None
+
+    def _accept_walk(self, result, model_id: str, prompts: list, what: str) -> None:
         volume = self.window.document.active_volume
         editor = self.editor()
         if editor is None or volume is None or result.mask.shape != volume.shape:
-            self._error("the volume changed while propagating; nothing was written")
+            self._error(f"the volume changed during the {what}; nothing was written")
             return
         box = Box.from_mask(result.mask)
         if box is None:
-            self.message.emit("propagation found nothing", True)
+            self.message.emit(f"the {what} found nothing" + (" (stopped early)" if result.stopped_early else ""), True)
             return
         label = self._active_label(editor)
+        key = "propagation" if what == "propagation" else "box_3d"
         try:
             if label is None:
                 label = editor.create_segment("AI segment").label
                 editor.policy.active_label = label
-            prompts = [prompt_to_physical(seed.prompt, volume.geometry, SlicePlane(seed.axis, seed.index),
-                                          seed.prompt_time)]
-            editor.accept_ai_result(result.mask[box.slices], box, label, model=self.provenance(seed.model_id),
+            editor.accept_ai_result(result.mask[box.slices], box, label, model=self.provenance(model_id),
                                     prompts=prompts,
-                                    parameters={"propagation": {"axis": result.axis, "start": result.start,
-                                                                "slices": result.slices,
-                                                                "stop_reasons": dict(result.stop_reasons)}})
+                                    parameters={key: {"axis": result.axis, "start": result.start,
+                                                      "slices": result.slices,
+                                                      "stop_reasons": dict(result.stop_reasons),
+                                                      "stopped_early": result.stopped_early}})
         except Exception as exc:  # noqa: BLE001
             self._error(str(exc))
             return
         self.candidate = None
         self.candidate_changed.emit(None)
-        self._refresh_overlays()
+        self._refresh_overlays(immediate=False)  # the views repaint once for the new labels anyway
         rng = result.slice_range
-        self.message.emit(f"propagated to slices {rng[0]}–{rng[1]}" if rng else "propagated", False)
+        done = f"slices {rng[0]}–{rng[1]}" if rng else "no slice"
+        verb = "propagated to" if what == "propagation" else "3D box segmented on"
+        suffix = " (stopped by you; the slices done were kept)" if result.stopped_early else ""
+        self.message.emit(f"{verb} {done}{suffix}", False)
 
     # -- state and errors ---------------------------------------------------------------------
     def _set_state(self, state: str) -> None:
@@ -833,4 +1220,13 @@ class AiController(QObject):
                     job.cancel()
 
 
-__all__ = ["AiController", "AiPromptTool", "Candidate", "CandidateOverlay", "lps_to_pixel", "view_slice"]
+__all__ = [
+    "AiController",
+    "AiPromptTool",
+    "Candidate",
+    "Candidate3D",
+    "CandidateOverlay",
+    "box3d_from_slice_boxes",
+    "lps_to_pixel",
+    "view_slice",
+]

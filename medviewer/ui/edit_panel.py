@@ -53,6 +53,7 @@ from medviewer.tools.threshold import ThresholdTool
 from medviewer.ui import theme
 from medviewer.ui.edit_tools import BrushViewTool, PickViewTool
 from medviewer.ui.event_bridge import EventBridge
+from medviewer.ui.file_jobs import FileJobs
 
 log = logging.getLogger(__name__)
 
@@ -161,6 +162,7 @@ class EditingController(QObject):
         self.recovery_box: QMessageBox | None = None
         self.recoverable = []
         self.export_dialog = None
+        self.files = FileJobs(window, self)  # export / import / sessions on worker threads
         self._history_bridge: EventBridge | None = None
         self._bridges: list[EventBridge] = []
         self._shut_down = False
@@ -270,10 +272,7 @@ class EditingController(QObject):
             self.brush = None
             self.segment_panel.set_editor(None)
         else:
-            editor = self._editors.get(id(volume))
-            if editor is None:
-                editor = SegmentEditor.for_document(self.document, volume)
-                self._editors[id(volume)] = editor
+            editor = self.editor_for(volume)
             editor.policy = self.policy
             self.editor = editor
             self.brush = BrushTool(editor, self.brush_radius_mm, self.brush_shape, erase=self.tool == "erase")
@@ -288,6 +287,15 @@ class EditingController(QObject):
         self._update_undo_actions()
         if self._panel is not None and shiboken6.isValid(self._panel):
             self._panel.volume_changed()
+
+    def editor_for(self, volume) -> SegmentEditor:
+        """The editor of ``volume`` (shares the document's history), created on first use."""
+        editor = self._editors.get(id(volume))
+        if editor is None:
+            editor = SegmentEditor.for_document(self.document, volume)
+            editor.policy = self.policy
+            self._editors[id(volume)] = editor
+        return editor
 
     def _on_active_segment(self, label) -> None:
         self.policy.active_label = label
@@ -512,31 +520,13 @@ class EditingController(QObject):
         self.export_dialog.raise_()
         return self.export_dialog
 
-    def export(self, path, fmt: str | None = None, overwrite: bool = False):
-        """Write the active segmentation (raises on failure; the dialog reports errors)."""
-        from medviewer.export.formats import export_segmentation
+    def export(self, path, fmt: str | None = None, overwrite: bool = False, **options):
+        """Write the active segmentation in the background; returns the job (see :class:`FileJobs`)."""
+        return self.files.export(path, fmt, overwrite, **options)
 
-        volume = self.document.active_volume
-        segmentation = self.document.segmentation(volume)
-        return export_segmentation(path, segmentation.labelmap.array, segmentation.labelmap.geometry,
-                                   list(segmentation.segments), volume, fmt=fmt, overwrite=overwrite)
-
-    def import_segmentation(self, path) -> dict[int, int] | None:
-        """Add the segments of a label map / .seg.nrrd / DICOM SEG file (one undo step)."""
-        from medviewer.io.segmentation_files import load_segmentation
-
-        if self.editor is None:
-            self.message.emit("Open a scan first")
-            return None
-        try:
-            loaded = load_segmentation(path, self.editor.volume)
-            mapping = self.editor.import_segments(loaded.array, loaded.segments, str(path))
-        except Exception as exc:  # noqa: BLE001 - reported to the user
-            self.window._report_error("Import failed", f"{path}: {exc}")
-            return None
-        note = "; ".join(loaded.warnings)
-        self.message.emit(f"Imported {len(mapping)} segment(s) from {Path(path).name}" + (f" ({note})" if note else ""))
-        return mapping
+    def import_segmentation(self, path):
+        """Add the segments of a label map / .seg.nrrd / DICOM SEG file (one undo step), in the background."""
+        return self.files.import_segmentation(path)
 
     def _ask_import(self) -> None:
         path, _ = QFileDialog.getOpenFileName(
@@ -546,53 +536,35 @@ class EditingController(QObject):
         if path:
             self.import_segmentation(path)
 
-    def snapshot(self):
+    def snapshot(self, volume=None):
+        """The session state of ``volume`` (default: the active one), copied so later edits cannot change it."""
         from medviewer.io.session import capture_session
 
-        volume = self.document.active_volume
+        volume = volume if volume is not None else self.document.active_volume
         segmentation = self.document.segmentation(volume)
         view_state = {"cursor": [float(c) for c in self.window.cursor_point]}
-        return capture_session(volume, segmentation.labelmap, segmentation.segments, self.policy.active_label,
+        active_label = self.policy.active_label if volume is self.document.active_volume else None
+        return capture_session(volume, segmentation.labelmap, segmentation.segments, active_label,
                                view_state, edit_count=segmentation.history.undo_count)
 
-    def save_session(self, path) -> Path | None:
-        from medviewer.io.session import save_session
+    def save_session(self, path):
+        """Save the active segmentation as a session in the background; returns the job."""
+        return self.files.save_session(path)
 
-        if self.document.active_volume is None:
-            return None
-        try:
-            written = save_session(path, self.snapshot())
-        except Exception as exc:  # noqa: BLE001
-            self.window._report_error("Saving the session failed", f"{path}: {exc}")
-            return None
-        self.message.emit(f"Session saved to {written}")
-        return written
+    def open_session(self, path, recovered: bool = False, on_done=None):
+        """Open a session in the background (onto the shown scan when on its grid); returns the job."""
+        return self.files.open_session(path, recovered, on_done)
 
-    def open_session(self, path) -> bool:
-        """Open a session: onto the shown scan when it is on the same grid, else with its scan."""
-        from medviewer.io.session import load_session, open_session, restore_session
-
-        try:
-            state = load_session(path)
-            volume = self.document.active_volume
-            if volume is None or not volume.geometry.same_grid(state.geometry):
-                if state.scan_source == "demo":
-                    volume = self.window.open_demo()
-                else:
-                    volume, state = open_session(path)
-                    self.document.add_volume(volume, make_active=True)
-            restore_session(self.document, volume, state)
-        except Exception as exc:  # noqa: BLE001
-            self.window._report_error("Opening the session failed", f"{path}: {exc}")
-            return False
-        if state.active_label in self.document.segmentation(volume).segments:
+    def session_restored(self, volume, state) -> None:
+        """Select the session's active segment once its labels are in place."""
+        if volume is self.document.active_volume and state.active_label in self.document.segmentation(volume).segments:
             self.policy.active_label = state.active_label
             self.segment_panel.select_label(state.active_label)
-        self.message.emit(f"Session {Path(path).name} opened")
-        return True
 
     def _ask_save_session(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self.window, "Save session", "", "medviewer session (*.mvsession)")
+        volume = self.document.active_volume
+        start = (self.document.segmentation(volume).session_path or "") if volume is not None else ""
+        path, _ = QFileDialog.getSaveFileName(self.window, "Save session", start, "medviewer session (*.mvsession)")
         if path:
             self.save_session(path)
 
@@ -661,8 +633,9 @@ class EditingController(QObject):
         from medviewer.io.session import discard_recovery
 
         if recover:
-            if not self.open_session(session.path):
-                return  # keep the file: the user may locate the scan later
+            # Keep the file when opening fails: the user may locate the scan later.
+            self.open_session(session.path, recovered=True, on_done=lambda ok: ok and discard_recovery(session))
+            return
         discard_recovery(session)
 
     # -- shutdown ---------------------------------------------------------------------------------
@@ -670,6 +643,7 @@ class EditingController(QObject):
         """Window closing: stop timers, drop the overlays, delete the autosave on a clean exit."""
         if self._shut_down:
             return
+        self.files.shutdown()  # waits for a running session save; cancels exports and imports
         self._autosave_timer.stop()
         for overlay in self.overlays.values():
             overlay.release()

@@ -22,7 +22,9 @@ log = logging.getLogger(__name__)
 
 
 def view_plane(view, point_lps) -> SlicePlane | None:
-    """The array slice (axis of z, y, x + index) a slice view shows at ``point_lps``."""
+    """The slice a view shows at ``point_lps``: the nearest array slice (axis of z, y, x +
+    index), and on an oblique volume also the shown plane itself (origin, normal in LPS),
+    which the circle brush paints exactly."""
     volume = view.volume
     plan = view.slice_renderer.plan
     if volume is None or plan is None or point_lps is None:
@@ -32,9 +34,16 @@ def view_plane(view, point_lps) -> SlicePlane | None:
     ijk_axis = int(np.argmax(np.abs(direction.T @ np.asarray(plan.normal, dtype=float))))
     axis = 2 - ijk_axis
     index = int(np.rint(physical_to_zyx(geometry, point_lps)[axis]))
-    if not 0 <= index < volume.shape[axis]:
-        return None
-    return SlicePlane(axis, index)
+    if plan.axis_aligned:
+        if not 0 <= index < volume.shape[axis]:
+            return None
+        return SlicePlane(axis, index)
+    # A resliced plane may cut the volume where the nearest array slice lies just outside.
+    index = int(np.clip(index, 0, volume.shape[axis] - 1))
+    normal = np.asarray(plan.normal, dtype=float)
+    point = np.asarray(point_lps, dtype=float)
+    origin = point + (view.slice_renderer.slice_position - float(normal @ point)) * normal  # on the shown plane
+    return SlicePlane(axis, index, tuple(float(v) for v in origin), tuple(float(v) for v in normal))
 
 
 class BrushCursor:

@@ -1,7 +1,9 @@
 """Export segmentation dialog: choose a format and a file, confirm overwriting, show errors.
 
 Non-modal; every question (overwrite?) and error is a non-blocking message box kept in an
-attribute, so tests can answer it.
+attribute, so tests can answer it. The export itself runs in the background
+(:class:`~medviewer.ui.file_jobs.FileJobs`) on a copy of the labels taken when Export is
+pressed; the dialog shows the outcome when the job reports back.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from pathlib import Path
 
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QDialog,
     QFileDialog,
@@ -60,6 +63,7 @@ class ExportDialog(QDialog):
         self.confirm_box: QMessageBox | None = None
         self.error_box: QMessageBox | None = None
         self.last_result = None
+        self.job = None  # the export running or last run
         self.format_combo = QComboBox(self)
         for text, fmt, _suffix in EXPORT_CHOICES:
             self.format_combo.addItem(text, fmt)
@@ -91,6 +95,10 @@ class ExportDialog(QDialog):
         buttons.addWidget(close)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
+        self.deidentify_check = QCheckBox("Remove patient identifiers and file paths (DICOM SEG, provenance)", self)
+        self.deidentify_check.setToolTip("Patient name, ID, birth date and similar are replaced; the source "
+                                         "series UIDs are kept so the export still matches its scan.")
+        layout.addWidget(self.deidentify_check)
         layout.addWidget(self.status)
         layout.addLayout(buttons)
         self.resize(560, 160)
@@ -117,7 +125,11 @@ class ExportDialog(QDialog):
             self.path_edit.setText(replace_suffix(path, suffix) if not path.lower().endswith(suffix) else path)
 
     def export(self, path: str | None = None, overwrite: bool = False):
-        """Export to ``path`` (default: the text field); asks first when the file exists."""
+        """Start exporting to ``path`` (default: the text field); returns the job, or None.
+
+        Asks first when the file exists (also when a multi-file export finds one of its
+        files there); the outcome lands in ``last_result`` / ``status`` / ``error_box``.
+        """
         path = (path or self.path_edit.text()).strip()
         self.path_edit.setText(path)
         if not path:
@@ -129,27 +141,48 @@ class ExportDialog(QDialog):
                               QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, self)
             box.setDefaultButton(QMessageBox.StandardButton.No)
             box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-            box.finished.connect(
-                lambda result: self.export(path, overwrite=True) if result == QMessageBox.StandardButton.Yes else
-                self.status.setText("Export cancelled: the file was kept.")
-            )
-            box.destroyed.connect(lambda *_: setattr(self, "confirm_box", None))
-            self.confirm_box = box
-            box.open()
+            self._confirm_replace(path, f"{path} already exists. Replace it?")
             return None
-        try:
-            result = self.controller.export(path, self.fmt, overwrite=overwrite)
-        except Exception as exc:  # noqa: BLE001 - shown to the user
-            log.info("export to %s failed: %s", path, exc)
-            self._error(f"Export to {path} failed:\n{exc}")
-            return None
+        options = self._export_options()
+        self.status.setText(f"Exporting to {path} ...")
+        self.job = self.controller.files.export(path, self.fmt, overwrite, on_success=self._exported,
+                                                on_error=lambda exc: self._export_failed(path, exc), **options)
+        return self.job
+
+    def _export_options(self) -> dict:
+        """Extra keyword arguments for ``export_segmentation`` from the dialog's options."""
+        return {"deidentify": True} if self.deidentify_check.isChecked() else {}
+
+    def _confirm_replace(self, path: str, question: str) -> None:
+        box = QMessageBox(QMessageBox.Icon.Question, "Replace file?", question,
+                          QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, self)
+        box.setDefaultButton(QMessageBox.StandardButton.No)
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.finished.connect(
+            lambda result: self.export(path, overwrite=True) if result == QMessageBox.StandardButton.Yes else
+            self.status.setText("Export cancelled: the file was kept.")
+        )
+        box.destroyed.connect(lambda *_: setattr(self, "confirm_box", None))
+        self.confirm_box = box
+        box.open()
+
+    def _exported(self, result) -> None:
         self.last_result = result
         lines = [f"Wrote {len(result.paths)} file(s): " + ", ".join(p.name for p in result.paths[:5])
                  + (" ..." if len(result.paths) > 5 else "")]
         lines += [f"Warning: {w}" for w in result.warnings] + list(result.notes)
         self.status.setText("\n".join(lines))
         self.controller.message.emit(lines[0])
-        return result
+
+    def _export_failed(self, path: str, exc: BaseException) -> None:
+        from medviewer.io.errors import OutputExistsError
+
+        if isinstance(exc, OutputExistsError):  # one of several files (meshes) is already there
+            where = getattr(exc, "path", None) or path
+            self._confirm_replace(path, f"{where} already exists. Replace the exported files?")
+            return
+        log.info("export to %s failed: %s", path, exc)
+        self._error(f"Export to {path} failed:\n{exc}")
 
     def _error(self, text: str) -> None:
         self.status.setText(text)

@@ -31,12 +31,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-import medviewer
 from medviewer.demo import make_demo_case
 from medviewer.io import load_labels as read_label_map
 from medviewer.io import load_volume
 from medviewer.io.errors import MedViewerIOError, SeriesSelectionError
-from medviewer.io.images import PICTURE_SUFFIXES, VOLUME_SUFFIXES, is_image_file
+from medviewer.io.images import is_image_file
 from medviewer.jobs import JobControl
 from medviewer.model.document import Document
 from medviewer.model.labelmap import GridMismatchError, LabelMap
@@ -268,6 +267,7 @@ class MainWindow(QMainWindow):
             QApplication.restoreOverrideCursor()
         self.document.set_labels(volume, labels, segments)
         self._activate_new_volume(volume, "demo case")
+        self.document.mark_saved(volume)  # regenerated identically on demand: nothing to lose
         return volume
 
     def load_labels(self, path: str | Path) -> None:
@@ -297,8 +297,22 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage("Loading cancelled", 4000)
 
     def close_active_volume(self) -> None:
+        """Close the shown volume; unsaved label changes are confirmed first (Save / Discard / Cancel)."""
         if self.document.active_volume is not None:
-            self.document.remove_volume(self.document.active_volume)
+            self.editing.files.close_volume(self.document.active_volume)
+
+    def request_close(self) -> bool:
+        """Close as the user asked (Quit): unsaved changes are confirmed first; ``close()`` does not ask."""
+        return self.editing.files.request_close()
+
+    def update_window_title(self) -> None:
+        """The shown volume's name, with ``*`` while its segmentation has unsaved changes."""
+        volume = self.document.active_volume
+        if volume is None:
+            self.setWindowTitle("medviewer")
+        else:
+            mark = "*" if self.document.is_modified(volume) else ""
+            self.setWindowTitle(f"{volume.info.name or 'Untitled'}{mark} — medviewer")
 
     def set_cursor(self, point, source: SliceView | None = None) -> None:
         """Move the linked cursor; every slice view and the 3D planes follow.
@@ -517,7 +531,7 @@ class MainWindow(QMainWindow):
             "&Close Volume", self.close_active_volume, "mdi6.close-box-outline", QKeySequence.StandardKey.Close,
             "Close the volume shown in the views",
         )
-        self.quit_action = self._action("&Quit", self.close, "mdi6.exit-to-app", QKeySequence.StandardKey.Quit, "Quit medviewer")
+        self.quit_action = self._action("&Quit", self.request_close, "mdi6.exit-to-app", QKeySequence.StandardKey.Quit, "Quit medviewer")
         self.fit_views_action = self._action(
             "&Fit to Window", self.fit_views, "mdi6.fit-to-screen-outline", "Ctrl+0",
             "Fit the image to each slice view (undo pan and zoom)",
@@ -761,7 +775,7 @@ class MainWindow(QMainWindow):
             self.view3d.set_segmentation(None, None)
             self.view3d.set_volume(None)
             self.segment_panel.set_segmentation(None, None)
-            self.setWindowTitle("medviewer")
+            self.update_window_title()
         else:
             segmentation = self.document.segmentation(volume)
             keep_cursor = previous is not None and contains_point(volume.geometry, self._cursor)
@@ -778,7 +792,7 @@ class MainWindow(QMainWindow):
             self.view3d.set_cursor(tuple(float(c) for c in cursor))
             self.view3d.set_window_level(window.center, window.width)
             self.segment_panel.set_segmentation(segmentation.labelmap, segmentation.segments)
-            self.setWindowTitle(f"{volume.info.name or 'Untitled'} — medviewer")
+            self.update_window_title()
             self.axial_view.vtk_widget.setFocus()
             if volume.shape[0] == 1 and self.view_layout.state.maximised is None and self.view_layout.state.layout != AXIAL:
                 # A 2D picture has nothing to show in coronal, sagittal or 3D.
@@ -910,8 +924,15 @@ class MainWindow(QMainWindow):
     def _on_labels_read(self, labelmap: LabelMap, volume: Volume, path: str) -> None:
         if volume not in self.document.volumes:
             return  # the volume was closed meanwhile
+        self.editing.files.confirm_unsaved([volume], "Loading the label map replaces them.",
+                                           lambda: self._attach_labels(labelmap, volume, path))
+
+    def _attach_labels(self, labelmap: LabelMap, volume: Volume, path: str) -> None:
+        if volume not in self.document.volumes:
+            return
         try:
             self.document.set_labels(volume, labelmap)
+            self.document.mark_saved(volume)  # the labels are those of the file just read
         except (GridMismatchError, ValueError) as exc:
             self._on_labels_error(MedViewerIOError(str(exc), path), path)
             return
@@ -996,19 +1017,12 @@ class MainWindow(QMainWindow):
         return dialog
 
     def _show_about(self) -> None:
-        box = QMessageBox(self)
-        box.setWindowTitle("About medviewer")
-        box.setIconPixmap(theme.app_icon().pixmap(64, 64))
-        box.setText(
-            f"<h3>medviewer {getattr(medviewer, '__version__', '')}</h3>"
-            "<p>Desktop viewer for medical scans with label-map segmentation.</p>"
-            "<p>Reads DICOM, NIfTI, NRRD, MetaImage and common picture formats.<br>"
-            f"Supported volume files: {' '.join(VOLUME_SUFFIXES)}<br>"
-            f"Pictures: {' '.join(PICTURE_SUFFIXES)}</p>"
-            "<p><b>Not for diagnostic use.</b></p>"
-        )
-        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-        box.open()
+        from medviewer.ui.about_dialog import AboutDialog
+
+        dialog = AboutDialog(self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        self.about_dialog = dialog  # tests look at the open dialog
+        dialog.open()
 
     # -- drag and drop ---------------------------------------------------------------------
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:
@@ -1028,6 +1042,10 @@ class MainWindow(QMainWindow):
 
     # -- shutdown --------------------------------------------------------------------------
     def closeEvent(self, event: QCloseEvent) -> None:
+        editing = getattr(self, "editing", None)
+        if not self._closed and editing is not None and not editing.files.allow_close(event):
+            event.ignore()  # the user cancelled, or the window closes once its sessions are saved
+            return
         if not self._closed:
             self._closed = True
             if self._job is not None:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import qtawesome
 from PySide6.QtGui import QColor, QIcon, QPalette
 from PySide6.QtWidgets import QApplication
+
+from medviewer import resource_path
 
 #: Colours of the theme (also used for icons so they match the text).
 WINDOW = "#1f2227"
@@ -17,7 +17,6 @@ MUTED = "#8b939c"
 ACCENT = "#3d8fd1"
 AXIAL_MARKER = "#c8463c"  # Slicer-style colour code of the axial (red) view
 
-APP_ICON_PATH = Path(__file__).resolve().parents[2] / "resources" / "medviewer.svg"
 
 STYLE_SHEET = f"""
 QMainWindow::separator {{ background: {BASE}; width: 3px; height: 3px; }}
@@ -50,8 +49,10 @@ def icon(name: str, color: str = TEXT) -> QIcon:
 
 
 def app_icon() -> QIcon:
-    if APP_ICON_PATH.is_file():
-        return QIcon(str(APP_ICON_PATH))
+    """The application icon from resources/ (source tree, wheel or bundle), else a built-in one."""
+    path = resource_path("medviewer.svg")
+    if path.is_file():
+        return QIcon(str(path))
     return icon("mdi6.brain", ACCENT)
 
 

@@ -35,6 +35,10 @@ class JobSignals(QObject):
 
     def __init__(self, parent: QObject | None = None):
         super().__init__(parent)
+        #: "" while running, then "succeeded", "failed" or "cancelled" (set on the GUI thread
+        #: before the public signals fire, so their handlers and pollers agree).
+        self.outcome = ""
+        self.payload: object = None
         self._from_worker_progress.connect(self._relay_progress)
         self._from_worker_outcome.connect(self._relay_outcome)
 
@@ -44,6 +48,7 @@ class JobSignals(QObject):
 
     @Slot(str, object)
     def _relay_outcome(self, outcome: str, payload: object) -> None:
+        self.outcome, self.payload = outcome, payload
         if outcome == "succeeded":
             self.succeeded.emit(payload)
         elif outcome == "failed":
@@ -54,13 +59,18 @@ class JobSignals(QObject):
 
 
 class BackgroundJob(QRunnable):
-    """Runs ``function(control)`` on a QThreadPool thread."""
+    """Runs ``function(control)`` on a QThreadPool thread.
 
-    def __init__(self, function: Callable[[JobControl], Any], description: str = ""):
+    ``cancellable`` tells owners whether the user (or closing the window) may stop it; a
+    job that must finish, like a session save, says False.
+    """
+
+    def __init__(self, function: Callable[[JobControl], Any], description: str = "", cancellable: bool = True):
         super().__init__()
         self.setAutoDelete(False)  # the owner keeps a reference until ``finished``
         self.function = function
         self.description = description
+        self.cancellable = cancellable
         self.signals = JobSignals()
         self.control = JobControl(self._report_progress)
 
@@ -73,6 +83,15 @@ class BackgroundJob(QRunnable):
     @property
     def cancelled(self) -> bool:
         return self.control.cancelled
+
+    @property
+    def outcome(self) -> str:
+        """"" until the outcome reached the GUI thread, then "succeeded", "failed" or "cancelled"."""
+        return self.signals.outcome
+
+    @property
+    def done(self) -> bool:
+        return bool(self.signals.outcome)
 
     def run(self) -> None:  # runs on the pool thread
         outcome, payload = "cancelled", None

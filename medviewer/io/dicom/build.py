@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import sys
 import warnings
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -10,8 +13,10 @@ import pydicom
 from pydicom.errors import InvalidDicomError
 
 from medviewer.io.dicom.scan import _series_path, scan_dicom
+from medviewer.io.dicom.bounded import dcmread_bounded
 from medviewer.io.dicom.series import DicomFrame, DicomSeries
 from medviewer.io.dicom.stack import StackPlan, plan_stack
+from medviewer.io.images import COLOUR_AS_LUMINANCE_WARNING
 from medviewer.io.errors import (
     CorruptFileError,
     MedViewerIOError,
@@ -65,6 +70,18 @@ def load_series(series: DicomSeries, control: JobControl | None = None) -> Volum
     done, total = 0, len(real)
     control.report(0, total, "Loading DICOM slices")
     for file, items in by_file.items():
+        # Uncompressed pixels the scan located are read straight into the stack.
+        dtype = None if color_mode else _direct_dtype(items)
+        if dtype is not None and (raw is None or raw.dtype == dtype):
+            if raw is None:
+                raw = np.zeros(shape, dtype=dtype)  # zeros: untouched (gap) pages cost nothing
+            extremes = _read_direct(file, items, raw)
+            if extremes is not None:
+                for (k, _), (low, high) in zip(items, extremes):
+                    lows[k], highs[k] = low, high
+                    done += 1
+                    control.report(done, total, f"Loading DICOM slices ({done}/{total})")
+                continue
         pixels, dataset = _decode_file(file)
         for k, frame in items:
             image = _frame_pixels(pixels, frame, file)
@@ -103,6 +120,8 @@ def load_series(series: DicomSeries, control: JobControl | None = None) -> Volum
             f"{len(filled)} blank slice(s) filled with the minimum value {out_low:g} at slice "
             f"index(es) {', '.join(str(k) for k in filled[:10])}{', ...' if len(filled) > 10 else ''}"
         )
+    if color_mode:
+        warnings_out.append(COLOUR_AS_LUMINANCE_WARNING)
     if series.photometric == "MONOCHROME1":
         warnings_out.append(
             "MONOCHROME1 image: low values are meant to look bright; values were kept as stored"
@@ -143,17 +162,24 @@ def _decode_file(path: str):
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            dataset = pydicom.dcmread(path, force=False)
+            dataset = dcmread_bounded(path, force=False)  # a lying element length costs no memory
     except FileNotFoundError:
         raise NoImageDataError("the file disappeared after the folder was scanned", path) from None
     except (InvalidDicomError, OSError) as exc:
         raise CorruptFileError(f"cannot read the file: {exc}", path) from None
     except Exception as exc:  # damaged headers raise many pydicom/struct errors
         raise CorruptFileError(f"the DICOM header is damaged ({type(exc).__name__}: {exc})", path) from None
-    if not any(k in dataset for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
-        raise CorruptFileError("the file has no pixel data (truncated?)", path)
-    syntax = getattr(getattr(dataset, "file_meta", None), "TransferSyntaxUID", None)
-    pixels = _native_pixels(dataset, syntax)
+    try:  # pydicom parses elements lazily: a damaged header can fail here, long after dcmread
+        if not any(k in dataset for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
+            raise CorruptFileError("the file has no pixel data (truncated?)", path)
+        syntax = getattr(getattr(dataset, "file_meta", None), "TransferSyntaxUID", None)
+        if syntax is not None and not syntax.is_transfer_syntax:
+            raise CorruptFileError(f"the header names an unknown transfer syntax {str(syntax)[:64]!r}", path)
+        pixels = _native_pixels(dataset, syntax)
+    except MedViewerIOError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - every pydicom failure on a damaged header
+        raise CorruptFileError(f"the DICOM header is damaged ({type(exc).__name__}: {exc})", path) from None
     if pixels is not None:
         return pixels, dataset
     try:
@@ -200,10 +226,88 @@ def _native_pixels(dataset, syntax) -> np.ndarray | None:
     return pixels.reshape(shape)
 
 
+#: What decodes a transfer syntax when the installed pylibjpeg / Pillow plugins fail on it.
+_DECODER_HINTS = {
+    "1.2.840.10008.1.2.4.51": (
+        "12-bit JPEG Extended is decoded by GDCM (pip install python-gdcm), which medviewer "
+        "does not install; the pylibjpeg and Pillow plugins cannot decode it"
+    ),
+}
+
+
+def _direct_dtype(items: list[tuple[int, DicomFrame]]) -> np.dtype | None:
+    """The stored pixel type when every frame of one file can be read as it lies on disk.
+
+    The rules of :func:`_native_pixels`, decided from the scanned header alone; signed data
+    with unused high bits is allowed here because :func:`_read_direct` checks the values.
+    """
+    first = items[0][1]
+    location = first.pixel_location
+    if location is None or sys.byteorder != "little" or not _is_plain_little_endian(first.transfer_syntax):
+        return None
+    bits, stored, signed = first.bits_allocated, first.bits_stored, first.pixel_representation == 1
+    if first.samples_per_pixel != 1 or bits not in (8, 16, 32) or (stored != bits and bits != 16):
+        return None
+    frame_bytes = first.rows * first.columns * bits // 8
+    last = max(frame.frame_index or 0 for _, frame in items)
+    if (last + 1) * frame_bytes > location.length:
+        return None  # shorter than the header says: pydicom reports it
+    return np.dtype(f"{'i' if signed else 'u'}{bits // 8}")
+
+
+@lru_cache(maxsize=64)
+def _is_plain_little_endian(syntax: str) -> bool:
+    """Uncompressed, not deflated, little endian: the pixel bytes are the array."""
+    uid = pydicom.uid.UID(syntax)
+    if not syntax or not uid.is_transfer_syntax:
+        return False
+    return uid.is_little_endian and not uid.is_compressed and not uid.is_deflated
+
+
+def _read_direct(path: str, items: list[tuple[int, DicomFrame]], raw: np.ndarray) -> list[tuple[float, float]] | None:
+    """Read each frame's bytes into ``raw[k]`` with one system call; return each frame's
+    (min, max), or None to have pydicom decode the file.
+
+    Size, modification time and the PixelData tag are checked again, so a file changed
+    since the scan is not misread. Values outside BitsStored's range (stray high bits,
+    a sign not extended) are pydicom's to correct, so those files go to it as well.
+    """
+    first = items[0][1]
+    location = first.pixel_location
+    assert location is not None
+    stored = first.bits_stored
+    if first.pixel_representation == 1:
+        lowest, highest = -(2 ** (stored - 1)), 2 ** (stored - 1) - 1
+    else:
+        lowest, highest = 0, 2**stored - 1
+    extremes = []
+    try:
+        with open(path, "rb", buffering=0) as handle:
+            fd = handle.fileno()
+            stat = os.fstat(fd)
+            if (stat.st_size, stat.st_mtime_ns) != (location.file_size, location.file_mtime_ns):
+                return None
+            if os.pread(fd, 4, location.element_offset) != b"\xe0\x7f\x10\x00":
+                return None
+            for k, frame in items:
+                target = raw[k]
+                offset = location.value_offset + (frame.frame_index or 0) * target.nbytes
+                if os.preadv(fd, [target], offset) != target.nbytes:
+                    return None
+                low, high = int(target.min()), int(target.max())
+                if low < lowest or high > highest:
+                    return None
+                extremes.append((float(low), float(high)))
+    except OSError:
+        return None
+    return extremes
+
+
 def _decode_failure(syntax, exc: Exception) -> str:
     """Say which transfer syntax failed and which plugin would decode it."""
     name = f"{syntax.name} ({syntax})" if syntax else "unknown transfer syntax"
-    message = f"cannot decode the pixel data, transfer syntax {name}: {exc}"
+    detail = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip()).replace(":;", ":")
+    message = f"cannot decode the pixel data, transfer syntax {name}: {detail or type(exc).__name__}"
     if syntax:
         try:
             from pydicom.pixels import get_decoder
@@ -214,6 +318,9 @@ def _decode_failure(syntax, exc: Exception) -> str:
         if not decoder.is_available:
             missing = "; ".join(decoder.missing_dependencies) or "a decoder plugin"
             return message + f"; missing plugin: {missing}"
+        hint = _DECODER_HINTS.get(str(syntax))
+        if hint:
+            return message + f"; {hint}"
     return message
 
 
@@ -290,12 +397,39 @@ def _rescale(raw: np.ndarray, real: list[int], slopes, intercepts, dtype: np.dty
         return raw
     if identity and raw.dtype.kind in "ui" and dtype.kind in "ui" and raw.dtype.itemsize == dtype.itemsize:
         return raw.view(dtype)  # values fit both types, so the bit patterns are identical
+    if raw.dtype.kind in "ui" and dtype.kind in "ui":
+        return _rescale_integers(raw, real, slopes, intercepts, dtype, control)
     work = np.int64 if dtype.kind in "ui" else np.float64
     out = raw.view(dtype) if raw.dtype.itemsize == dtype.itemsize else np.zeros(raw.shape, dtype=dtype)
     for n, k in enumerate(real):
         control.check()
         values = raw[k].astype(work) * slopes[n] + intercepts[n]  # a copy, read before out[k] is written
         out[k] = values
+    return out
+
+
+def _rescale_integers(
+    raw: np.ndarray, real: list[int], slopes, intercepts, dtype: np.dtype, control: JobControl
+) -> np.ndarray:
+    """Whole-number slope/intercept computed in ``dtype`` itself, in place when widths match.
+
+    Integer arithmetic wraps modulo 2**bits, and ``dtype`` was chosen from the exact
+    per-slice extremes so every final value fits it: wrapped intermediates still end exact,
+    with no int64/float64 temporaries (4x less memory traffic than the general path).
+    """
+    modulus = 2 ** (dtype.itemsize * 8)
+    as_bits = np.dtype(f"u{dtype.itemsize}")
+    same_width = raw.dtype.itemsize == dtype.itemsize
+    out = raw.view(dtype) if same_width else np.zeros(raw.shape, dtype=dtype)
+    for n, k in enumerate(real):
+        control.check()
+        target = out[k]
+        if not same_width:
+            target[...] = raw[k]  # a cast that wraps exactly like the arithmetic below
+        if slopes[n] != 1:
+            np.multiply(target, np.array(int(slopes[n]) % modulus, dtype=as_bits).view(dtype), out=target)
+        if intercepts[n] != 0:
+            np.add(target, np.array(int(intercepts[n]) % modulus, dtype=as_bits).view(dtype), out=target)
     return out
 
 

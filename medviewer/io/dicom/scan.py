@@ -10,9 +10,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pydicom
 from pydicom.errors import InvalidDicomError
 
+from medviewer.io.dicom.quick_header import QuickHeader, read_quick_header, wanted_tags
+from medviewer.io.dicom.bounded import dcmread_bounded
 from medviewer.io.dicom.series import DicomFrame, DicomSeries
 from medviewer.io.dicom.stack import plan_stack
 from medviewer.io.errors import CorruptFileError, InconsistentSeriesError, MedViewerIOError, NoImageDataError
@@ -41,6 +42,8 @@ HEADER_TAGS = [
     "GridFrameOffsetVector", "DoseGridScaling", "DoseUnits", "Units",
     "SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence",
 ]
+#: The same elements by tag number, for the quick reader.
+HEADER_TAG_NUMBERS = wanted_tags(HEADER_TAGS)
 
 
 @dataclass
@@ -136,9 +139,14 @@ def _read_header(path: str) -> _FileHeader:
     try:
         if os.path.getsize(path) == 0:
             raise _Skip("empty file(s)")
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            ds = pydicom.dcmread(path, stop_before_pixels=True, force=False, specific_tags=HEADER_TAGS)
+        # Plain files are walked directly (about 6x less CPU); anything unusual goes to pydicom.
+        ds = read_quick_header(path, HEADER_TAG_NUMBERS)
+        if ds is None:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                ds = dcmread_bounded(path, stop_before_pixels=True, force=False, specific_tags=HEADER_TAGS)
+        # pydicom converts meta values lazily: a damaged one raises here, inside the try.
+        media_class = str(getattr(getattr(ds, "file_meta", None), "MediaStorageSOPClassUID", "") or "")
     except _Skip:
         raise
     except InvalidDicomError:
@@ -147,9 +155,10 @@ def _read_header(path: str) -> _FileHeader:
         raise _Skip("unreadable file(s)") from None
     except Exception as exc:  # pydicom raises many types on damaged headers
         raise _Skip(f"unreadable DICOM ({type(exc).__name__})") from None
+    if len(ds) == 0 and not media_class:
+        # pydicom reads a garbled header leniently into an empty dataset: say so, not "no pixels"
+        raise _Skip("unreadable DICOM (damaged header)")
 
-    meta = getattr(ds, "file_meta", None)
-    media_class = str(getattr(meta, "MediaStorageSOPClassUID", "") or "")
     if media_class == DICOMDIR_SOP_CLASS or os.path.basename(path).upper() == "DICOMDIR":
         raise _Skip("DICOMDIR index file(s)")
     modality = _text(ds, "Modality").upper()
@@ -201,6 +210,7 @@ def _file_header(ds, path: str, modality: str, rows: int, columns: int) -> _File
         bits_stored=_int(ds, "BitsStored") or _int(ds, "BitsAllocated") or 16,
         pixel_representation=_int(ds, "PixelRepresentation") or 0,
         transfer_syntax=transfer_syntax,
+        pixel_location=ds.pixels if isinstance(ds, QuickHeader) else None,
     )
     # Attributes at the top level apply to every frame unless a functional group overrides.
     top = _frame_attributes(ds, modality)
@@ -319,7 +329,7 @@ def _text(ds, keyword) -> str:
 def _int(ds, keyword) -> int | None:
     value = _value(ds, keyword)
     try:
-        if type(value).__name__ == "MultiValue":
+        if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
             value = value[0]
         return int(value) if value is not None and value != "" else None
     except (TypeError, ValueError):

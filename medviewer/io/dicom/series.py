@@ -6,6 +6,17 @@ from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
+class PixelLocation:
+    """Where a file's uncompressed PixelData value lies, found by the scan for a direct read."""
+
+    element_offset: int  # first byte of the (7FE0,0010) tag, checked again before reading
+    value_offset: int  # first pixel byte
+    length: int  # value length in bytes (even, so it may include a pad byte)
+    file_size: int = -1  # size and modification time at scan time: a changed file is
+    file_mtime_ns: int = -1  # decoded by pydicom instead of read at a stale offset
+
+
+@dataclass(frozen=True)
 class DicomFrame:
     """One 2D frame: a single-frame file or one frame of a multi-frame file.
 
@@ -37,6 +48,7 @@ class DicomFrame:
     bits_stored: int = 16
     pixel_representation: int = 0
     transfer_syntax: str = ""
+    pixel_location: PixelLocation | None = None  # None: decode the file with pydicom
 
     @property
     def label(self) -> str:

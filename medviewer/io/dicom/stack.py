@@ -138,6 +138,9 @@ def _pixel_spacing(frames: list[DicomFrame], path: str, warnings: list[str]) -> 
         warnings.append("no PixelSpacing in the header: 1 mm pixels assumed")
         return 1.0, 1.0
     reference = np.asarray(spacings[0])
+    # One vectorised comparison; the loop below only runs to name the first odd frame.
+    if len(spacings) == len(frames) and np.allclose(np.asarray(spacings), reference, rtol=1e-3, atol=1e-4):
+        return float(reference[0]), float(reference[1])
     for frame in frames:
         if frame.pixel_spacing is None or not np.allclose(frame.pixel_spacing, reference, rtol=1e-3, atol=1e-4):
             raise InconsistentSeriesError(
@@ -150,6 +153,8 @@ def _pixel_spacing(frames: list[DicomFrame], path: str, warnings: list[str]) -> 
 
 def _check_same_orientation(frames: list[DicomFrame], path: str) -> None:
     reference = np.asarray(frames[0].orientation)
+    if float(np.max(np.abs(np.asarray([f.orientation for f in frames]) - reference))) <= 1e-3:
+        return  # all alike: the loop below only runs to name the first odd frame
     for frame in frames[1:]:
         if np.max(np.abs(np.asarray(frame.orientation) - reference)) > 1e-3:
             raise InconsistentSeriesError(
