@@ -1,10 +1,11 @@
 """Run every benchmark in its own process (``make bench``); GUI ones under Xvfb when headless.
 
 Each benchmark module exposes ``main()`` and writes benchmarks/results/<name>.json.
-Benchmarks with a reduced mode get ``--quick`` (so ``make bench`` stays within minutes on a
-2-core CPU); ``--full`` runs them in full. A summary table ends the run: wall and CPU seconds
-of each benchmark (CPU time shows the work itself when other jobs load the machine) and its
-headline figures.
+Benchmarks with a reduced mode get their reduced arguments (``QUICK_ARGUMENTS``, so
+``make bench`` stays within minutes on a 2-core CPU); ``--full`` runs them in full. Names
+pick scripts (any module in benchmarks/, e.g. ``fuzz_readers``). A summary table ends the
+run: wall and CPU seconds of each benchmark (CPU time shows the work itself when other jobs
+load the machine) and its headline figures.
 """
 
 from __future__ import annotations
@@ -117,8 +118,16 @@ def print_summary(rows: list[tuple[str, float, float, int]]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     arguments = list(argv if argv is not None else sys.argv[1:])
+    if {"-h", "--help"} & set(arguments):
+        print(f"usage: python -m benchmarks.run_all [--full] [NAME ...]\n\n{__doc__}")
+        print("benchmarks: " + ", ".join(discover()))
+        return 0
     quick = "--full" not in arguments
     selected = [a for a in arguments if a not in ("--quick", "--full")] or discover()
+    unknown = [name for name in selected if not (ROOT / "benchmarks" / f"{name}.py").is_file()]
+    if unknown:
+        print(f"no benchmark {', '.join(unknown)}; the suite: {', '.join(discover())}", file=sys.stderr)
+        return 2
     failures = []
     rows = []
     for name in selected:

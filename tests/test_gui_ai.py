@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import gc
 import os
-import time
 
 import numpy as np
 import pytest
@@ -13,10 +12,11 @@ from PySide6.QtCore import QCoreApplication, QEvent, QPoint, Qt
 from PySide6.QtGui import QKeySequence
 from PySide6.QtWidgets import QApplication
 
-from medviewer.ai import Embedding, Engine, ModelInfo, ModelRegistry, Prediction, PromptKind, SegmentationModel
+from medviewer.ai import Engine, ModelInfo, ModelRegistry, PromptKind
 from medviewer.model import Document
 from medviewer.ui.main_window import MainWindow
 
+from fake_models import BoxFillModel
 from gui_support import isolated_settings, send_mouse, view_pixels  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.gui
@@ -27,31 +27,6 @@ VERTEBRA_BOX = (40, 4, 80, 44)
 
 
 # -- fake models --------------------------------------------------------------------------------
-class BoxFillModel(SegmentationModel):
-    """Fills the prompt box; ``delay`` seconds per encode (a slow model for cancel tests)."""
-
-    info = ModelInfo(id="test-boxfill", name="Box fill (test)", version="1", prompts=frozenset({PromptKind.BOX}))
-    delay = 0.0
-
-    def load(self, checkpoint, device):
-        pass
-
-    def encode(self, image2d, window=None, *, modality="", control=None):
-        end = time.perf_counter() + type(self).delay
-        while time.perf_counter() < end:
-            if control is not None:
-                control.check()
-            time.sleep(0.01)
-        shape = tuple(image2d.shape)
-        return Embedding(self.info.id, np.asarray(image2d), shape, shape, shape, 1.0)
-
-    def decode(self, embedding, prompt, previous_low_res_mask=None, *, control=None):
-        mask = np.zeros(embedding.original_size, bool)
-        x0, y0, x1, y1 = (int(round(v)) for v in prompt.box)
-        mask[y0 : y1 + 1, x0 : x1 + 1] = True
-        return Prediction(mask.astype(np.float32), mask, 0.9)
-
-
 class FailingModel(BoxFillModel):
     info = ModelInfo(id="test-failing", name="Failing (test)", version="0", prompts=frozenset({PromptKind.BOX}))
 

@@ -5,7 +5,6 @@ and region growing, and the low-res mask fed back when 2D clicks refine a result
 from __future__ import annotations
 
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -13,17 +12,16 @@ from PySide6.QtCore import QEvent, QPoint, Qt
 from PySide6.QtWidgets import QApplication
 
 from medviewer.ai import (
-    Embedding,
     Engine,
     ModelInfo,
     ModelRegistry,
     Prediction,
     Prompt3D,
     PromptKind,
-    SegmentationModel,
 )
 from medviewer.ai.propagation import PropagationSettings
 
+from fake_models import BoxFillModel
 from gui_support import demo_window, drag, isolated_settings, send_mouse, settle, window  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.gui
@@ -33,29 +31,11 @@ LOW_RES = 8  # side of the fake models' low-res logits
 
 
 # -- fake 2D models -----------------------------------------------------------------------------------
-class SlowBoxFill(SegmentationModel):
+class SlowBoxFill(BoxFillModel):
     """Fills the prompt box; ``delay`` seconds per encode so a walk can be stopped half-way."""
 
     info = ModelInfo(id="test3d-boxfill", name="Box fill 3D (test)", version="1", prompts=frozenset({PromptKind.BOX}))
     delay = 0.0
-
-    def load(self, checkpoint, device):
-        pass
-
-    def encode(self, image2d, window=None, *, modality="", control=None):
-        end = time.perf_counter() + type(self).delay
-        while time.perf_counter() < end:
-            if control is not None:
-                control.check()
-            time.sleep(0.01)
-        shape = tuple(image2d.shape)
-        return Embedding(self.info.id, np.asarray(image2d), shape, shape, shape, 1.0)
-
-    def decode(self, embedding, prompt, previous_low_res_mask=None, *, control=None):
-        mask = np.zeros(embedding.original_size, bool)
-        x0, y0, x1, y1 = (int(round(v)) for v in prompt.box)
-        mask[y0 : y1 + 1, x0 : x1 + 1] = True
-        return Prediction(mask.astype(np.float32), mask, 0.9)
 
 
 class MaskPromptRecorder(SlowBoxFill):

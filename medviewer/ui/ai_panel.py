@@ -19,10 +19,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from medviewer.ai.checkpoint_store import SETTINGS_PREFIX  # noqa: F401 - re-exported for callers
 from medviewer.ai.engine import JobStatus
 from medviewer.ui.ai_tools import AiController
-
-SETTINGS_PREFIX = "ai/checkpoint/"
 
 
 class AiPanel(QWidget):
@@ -32,6 +31,8 @@ class AiPanel(QWidget):
         super().__init__(parent)
         self.controller = controller
         self.settings = settings  # a QSettings (or None)
+        if settings is not None:
+            controller.checkpoints.settings = settings  # choices persist, wherever they are made
         layout = QVBoxLayout(self)
         layout.setContentsMargins(6, 6, 6, 6)
 
@@ -164,10 +165,7 @@ class AiPanel(QWidget):
         model_id = self.model_combo.itemData(row, Qt.ItemDataRole.UserRole)
         if not model_id:
             return
-        if self.settings is not None:
-            saved = self.settings.value(SETTINGS_PREFIX + model_id, "")
-            if saved:
-                self.controller.checkpoints[model_id] = str(saved)
+        self.controller.checkpoints.recall(model_id)
         self.controller.set_model(model_id)
         self._update_card()
 
@@ -227,11 +225,7 @@ class AiPanel(QWidget):
             path, _ = QFileDialog.getOpenFileName(self, "Choose checkpoint", "", "Checkpoints (*.pth *.pt *.ckpt *.bin);;All (*)")
         if not path:
             return
-        model_id = controller.model_id
-        controller.checkpoints[model_id] = path
-        if self.settings is not None:
-            self.settings.setValue(SETTINGS_PREFIX + model_id, path)
-        controller.load_model(path)
+        controller.set_checkpoint(controller.model_id, path, load=True)
         self._update_card()
 
     def _on_active_changed(self, active: bool) -> None:

@@ -27,6 +27,7 @@ from vtkmodules.vtkCommonDataModel import vtkCellArray, vtkPolyData
 from vtkmodules.vtkRenderingCore import vtkActor, vtkPolyDataMapper
 
 from medviewer.ai.api import Prediction3D, Prompt2D, Prompt3D, PromptKind
+from medviewer.ai.checkpoint_store import CheckpointStore
 from medviewer.ai.engine import JobStatus, take_slice
 from medviewer.ai.oblique import ObliquePlane, plane_mask_to_volume
 from medviewer.model.events import Box
@@ -376,7 +377,7 @@ class AiController(QObject):
         self._registry = registry
         self.bridge = JobBridge(self)
         self.model_id = DEFAULT_MODEL
-        self.checkpoints: dict[str, str] = {}  # model id -> user-chosen checkpoint
+        self.checkpoints = CheckpointStore()  # model id -> user-chosen checkpoint (the dock and Settings > Models)
         self.tool = AiPromptTool(self)
         self.active = False
         self.positive_mode = True
@@ -499,6 +500,20 @@ class AiController(QObject):
             info = self.model_info()
             sha = info.checkpoint.sha256 if info is not None else ""
         return sha
+
+    def set_checkpoint(self, model_id: str, path: str | None, load: bool = False) -> None:
+        """Record (``path`` None: forget) the file ``model_id`` loads. A copy loaded from another
+        file is unloaded; the active model (or, with ``load``, the current one) reloads now."""
+        if path:
+            self.checkpoints.remember(model_id, path)
+        else:
+            self.checkpoints.forget(model_id)
+        engine = self._engine
+        if engine is not None and model_id in engine.loaded_models():
+            engine.unload_model(model_id)  # queued before any later load: next use reads the new file
+        if model_id == self.model_id and (load or self.active):
+            self.load_model()
+        self.models_changed.emit()
 
     def load_model(self, checkpoint: str | None = None) -> None:
         checkpoint = checkpoint or self.checkpoints.get(self.model_id)

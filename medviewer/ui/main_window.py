@@ -599,6 +599,10 @@ class MainWindow(QMainWindow):
             "List every shortcut and mouse gesture",
         )
         self.about_action = self._action("&About medviewer", self._show_about, "mdi6.information-outline", None, "About medviewer")
+        self.models_action = self._action(
+            "&Models…", self.show_models_dialog, "mdi6.brain", None,
+            "Choose each AI model's checkpoint file and see its SHA-256",
+        )
         self._volume_actions = (
             self.load_labels_action, self.close_volume_action, self.fit_views_action, self.reset_views_action,
             self.reset_window_action, self.centre_cursor_action, self.volume_rendering_action,
@@ -650,6 +654,9 @@ class MainWindow(QMainWindow):
         panels = view_menu.addMenu("&Panels")
         for dock in (self.data_dock, self.segment_dock, self.tool_dock):
             panels.addAction(dock.toggleViewAction())
+
+        settings_menu = menu_bar.addMenu("&Settings")
+        settings_menu.addAction(self.models_action)
 
         help_menu = menu_bar.addMenu("&Help")
         help_menu.addAction(self.shortcuts_action)
@@ -1015,6 +1022,12 @@ class MainWindow(QMainWindow):
         self.shortcuts_dialog = dialog
         dialog.open()
         return dialog
+
+    def show_models_dialog(self):
+        """Settings > Models (opened on demand: nothing is hashed until the user looks)."""
+        from medviewer.ui.models_dialog import show_models_dialog
+
+        return show_models_dialog(self)
 
     def _show_about(self) -> None:
         from medviewer.ui.about_dialog import AboutDialog
