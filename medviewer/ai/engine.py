@@ -62,8 +62,13 @@ OBLIQUE_AXIS = -1  # the embedding cache's "axis" of resampled oblique planes
 
 
 class Priority(IntEnum):
-    """Lower runs first. BACKGROUND jobs add their distance from the cursor."""
+    """Lower runs first. BACKGROUND jobs add their distance from the cursor.
 
+    CONTROL (load / unload / device) goes before everything queued, so a click submitted after
+    the user switched checkpoints or devices never runs on the model being replaced.
+    """
+
+    CONTROL = -10
     INTERACTIVE = 0
     FOREGROUND = 10
     BACKGROUND = 100
@@ -412,13 +417,13 @@ class Engine:
             loaded = self._ensure_model(model_id, checkpoint, control, reload=checkpoint is not None)
             return loaded.model.info
 
-        return self.submit(run, "load", f"loading model {model_id}", Priority.FOREGROUND)
+        return self.submit(run, "load", f"loading model {model_id}", Priority.CONTROL)
 
     def unload_model(self, model_id: str) -> Job:
         def run(control: JobControl):
             self._unload(model_id)
 
-        return self.submit(run, "unload", f"unloading model {model_id}", Priority.FOREGROUND)
+        return self.submit(run, "unload", f"unloading model {model_id}", Priority.CONTROL)
 
     def set_device(self, device: str) -> Job:
         """Switch device; models reload there on next use and cached embeddings are dropped."""
@@ -435,7 +440,7 @@ class Engine:
                 self._device = resolved
             return resolved
 
-        return self.submit(run, "device", f"switching the AI device to {device}", Priority.FOREGROUND)
+        return self.submit(run, "device", f"switching the AI device to {device}", Priority.CONTROL)
 
     def loaded_models(self) -> list[str]:
         return list(self._models)

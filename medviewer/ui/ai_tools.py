@@ -383,6 +383,7 @@ class AiController(QObject):
         self.positive_mode = True
         self.state = "idle"
         self.last_error = ""
+        self._errors_reported = 0  # counts errors shown, so a late "loaded" does not hide one
         self.box: tuple[float, float, float, float] | None = None
         self.points: list[tuple[float, float]] = []
         self.labels: list[int] = []
@@ -525,11 +526,16 @@ class AiController(QObject):
             self._error(str(exc))
             return
 
+        errors_before = self._errors_reported
+
         def done(job):
             if job.status is JobStatus.DONE:
-                self.message.emit(f"{model_id} loaded on {self.engine.device}", False)
                 self.model_loaded.emit(model_id)
-                self._set_state("ready")
+                # A click may have overtaken the load (it loads the model itself) and failed:
+                # "loaded" must not paper over that newer error.
+                if self._errors_reported == errors_before:
+                    self.message.emit(f"{model_id} loaded on {self.engine.device}", False)
+                    self._set_state("ready")
                 self.schedule_encode()
             elif job.status is JobStatus.FAILED:
                 self._error(job.error or "loading failed")
@@ -1204,6 +1210,7 @@ class AiController(QObject):
 
     def _error(self, text: str) -> None:
         self.last_error = text
+        self._errors_reported += 1
         self._set_state("error")
         self.message.emit(text, True)
         if hasattr(self.window, "statusBar"):

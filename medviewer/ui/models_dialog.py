@@ -8,7 +8,8 @@ gigabytes); a short timer picks up finished ones, so no worker ever touches a wi
 
 from __future__ import annotations
 
-from PySide6.QtCore import QTimer
+from PySide6.QtCore import Qt, QTimer
+from PySide6.QtGui import QFontDatabase
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QDialog,
@@ -44,7 +45,7 @@ class ModelsDialog(QDialog):
         self._pending: dict[int, tuple[str, object]] = {}  # table row -> (file, future digest)
         self.setWindowTitle("Models")
         self.setWindowIcon(theme.icon("mdi6.brain"))
-        self.resize(980, 360)
+        self.resize(1280, 380)
         layout = QVBoxLayout(self)
         intro = QLabel("Point each model at its checkpoint file. The SHA-256 shown is the one an accepted "
                        "AI mask records in its provenance.", self)
@@ -55,9 +56,14 @@ class ModelsDialog(QDialog):
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.verticalHeader().setVisible(False)
+        self.table.setWordWrap(False)
+        self.table.setTextElideMode(Qt.TextElideMode.ElideMiddle)  # a long path keeps its file name
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(NAME, QHeaderView.ResizeMode.Interactive)
         header.setSectionResizeMode(CHECKPOINT, QHeaderView.ResizeMode.Stretch)
+        self.table.setColumnWidth(NAME, 200)
+        self._digest_font = QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont)
         layout.addWidget(self.table)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close, self)
         buttons.rejected.connect(self.reject)
@@ -66,7 +72,7 @@ class ModelsDialog(QDialog):
         self._poll.setInterval(POLL_MS)
         self._poll.timeout.connect(self._collect_digests)
         controller.models_changed.connect(self.refresh)
-        controller.model_loaded.connect(lambda _id: self.refresh())
+        controller.model_loaded.connect(self._on_model_loaded)  # a bound slot: gone with the dialog
         self.refresh()
 
     # -- table -------------------------------------------------------------------------------
@@ -82,10 +88,15 @@ class ModelsDialog(QDialog):
                 item = QTableWidgetItem(text)
                 item.setToolTip(text)
                 self.table.setItem(index, column, item)
-            self.table.setItem(index, SHA, QTableWidgetItem(self._digest_text(index, row)))
+            digest = QTableWidgetItem(self._digest_text(index, row))
+            digest.setFont(self._digest_font)
+            self.table.setItem(index, SHA, digest)
             self.table.setCellWidget(index, BUTTONS, self._row_buttons(row))
         if self._pending:
             self._poll.start()
+
+    def _on_model_loaded(self, _model_id: str) -> None:
+        self.refresh()  # "loaded" status, or "failed: ..." when the plugin's own weights broke
 
     def _digest_text(self, index: int, row: ModelCheckpointRow) -> str:
         if row.checkpoint.startswith("missing"):

@@ -68,6 +68,10 @@ class LiteMedSAM(SegmentationModel):
     # -- lifecycle ---------------------------------------------------------------------------
     def load(self, checkpoint: Path | None, device: str) -> None:
         path = checkpoint or resolve_checkpoint(self.info.checkpoint)
+        # OpenCV (the INTER_AREA resize) is imported now, not on the first encode: its import
+        # holds the GIL for 50-100 ms, which froze the GUI while the first slice was encoded.
+        import cv2  # noqa: F401
+
         network = build_network()
         load_weights_strict(network, load_state_dict(path), source=path)
         self._network = network.to(device).eval()
