@@ -75,6 +75,13 @@ def isolated_settings(tmp_path):
 
 
 @pytest.fixture
+def recovery_dir(monkeypatch, tmp_path):
+    """This test's autosaves go to its own temp folder, so no other test's recovery shows up."""
+    monkeypatch.setenv("MEDVIEWER_RECOVERY_DIR", str(tmp_path / "recovery"))
+    return tmp_path / "recovery"
+
+
+@pytest.fixture
 def window(qtbot, isolated_settings):
     window = MainWindow(Document(), settings=isolated_settings)
     qtbot.addWidget(window)

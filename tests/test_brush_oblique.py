@@ -16,7 +16,7 @@ from medviewer.model import EditHistory, Geometry, LabelMap, SegmentEditor, Segm
 from medviewer.model.provenance import prompt_to_physical
 from medviewer.tools.brush import BrushShape, BrushTool, brush_footprint, plane_disc_footprint
 
-from gui_support import isolated_settings, window  # noqa: F401  (fixtures for the window test)
+from gui_support import isolated_settings, recovery_dir, window  # noqa: F401  (fixtures for the window test)
 
 AXIAL_NORMAL = (0.0, 0.0, 1.0)
 CORONAL_NORMAL = (0.0, 1.0, 0.0)
@@ -303,13 +303,6 @@ def test_stroke_records_the_physical_plane_and_old_records_still_read():
 
 
 # -- the real window ----------------------------------------------------------------------------------
-@pytest.fixture
-def recovery_dir(monkeypatch, tmp_path):
-    """Autosaves of the window below go to a temp folder, never the user's."""
-    monkeypatch.setenv("MEDVIEWER_RECOVERY_DIR", str(tmp_path / "recovery"))
-    return tmp_path / "recovery"
-
-
 @pytest.mark.gui
 def test_paint_drag_in_main_window_on_oblique_volume(recovery_dir, window, qtbot):
     from PySide6.QtCore import QPointF

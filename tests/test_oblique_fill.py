@@ -18,7 +18,7 @@ from medviewer.tools.base import plane_slab_voxels
 from medviewer.tools.islands import FloodFillTool, connected_voxels, flood_region
 from medviewer.tools.threshold import ThresholdTool
 
-from gui_support import isolated_settings, window  # noqa: F401  (fixtures for the window test)
+from gui_support import isolated_settings, recovery_dir, window  # noqa: F401  (fixtures for the window test)
 
 
 def rotation(axis: str, degrees: float) -> np.ndarray:
@@ -278,13 +278,6 @@ def test_stroke_obeys_the_policy_voxel_by_voxel_and_undo_and_cancel_are_exact():
 
 
 # -- the real window ----------------------------------------------------------------------------------
-@pytest.fixture
-def recovery_dir(monkeypatch, tmp_path):
-    """Autosaves of the window below go to a temp folder, never the user's."""
-    monkeypatch.setenv("MEDVIEWER_RECOVERY_DIR", str(tmp_path / "recovery"))
-    return tmp_path / "recovery"
-
-
 @pytest.mark.gui
 def test_flood_fill_click_in_main_window_fills_the_oblique_plane_shown(recovery_dir, window, qtbot):
     from PySide6.QtCore import QEvent, QPointF, Qt

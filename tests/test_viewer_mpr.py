@@ -12,26 +12,13 @@ from PySide6.QtWidgets import QApplication, QLabel
 from medviewer.model import Box, Document, Geometry, Volume, VolumeInfo
 from medviewer.ui.main_window import MainWindow
 
-from gui_support import demo_window, isolated_settings, keep_view_sizes_fixed, settle, window  # noqa: F401  (fixtures)
+from gui_support import demo_window, isolated_settings, keep_view_sizes_fixed, send_mouse, settle, window  # noqa: F401  (fixtures)
+from gui_support import view_pixels as pixels_of
 
 pytestmark = pytest.mark.gui
 
 
 # -- helpers ------------------------------------------------------------------------------
-def pixels_of(view) -> np.ndarray:
-    """RGB screen grab (H, W, 3) of a view's VTK area, as the user sees it."""
-    image = view.grab_view().convertToFormat(QImage.Format.Format_RGB888)
-    width, height = image.width(), image.height()
-    data = np.frombuffer(image.constBits(), np.uint8, count=image.sizeInBytes())
-    return data.reshape(height, image.bytesPerLine())[:, : width * 3].reshape(height, width, 3).copy()
-
-
-def send_mouse(widget, kind, pos, button=Qt.MouseButton.NoButton, buttons=Qt.MouseButton.NoButton,
-               modifiers=Qt.KeyboardModifier.NoModifier) -> None:
-    local = QPointF(pos)
-    QApplication.sendEvent(widget, QMouseEvent(kind, local, QPointF(widget.mapToGlobal(local.toPoint())), button, buttons, modifiers))
-
-
 def drag(widget, button, start: QPoint, end: QPoint, modifiers=Qt.KeyboardModifier.NoModifier) -> None:
     send_mouse(widget, QEvent.Type.MouseButtonPress, start, button, button, modifiers)
     for t in (0.25, 0.5, 0.75, 1.0):
