@@ -89,6 +89,13 @@ class SAMMed2D(SamFamilyModel):
     def build(self, spec: SamSpec) -> torch.nn.Module:
         return build_network(spec)
 
+    def load(self, checkpoint, device: str) -> None:
+        # OpenCV (the reference's nearest resize) is imported while loading, not on the first
+        # encode: an import holds the GIL while its library loads and would freeze the GUI.
+        import cv2  # noqa: F401
+
+        super().load(checkpoint, device)
+
     def encode(
         self,
         image2d: np.ndarray,
