@@ -281,7 +281,14 @@ def test_per_slice_whole_number_rescales_are_exact(tmp_path):
 def test_mutated_files_read_as_pydicom_reads_them_or_go_to_pydicom(tmp_path, monkeypatch):
     """Random byte damage (lengths, delimiters, tags, truncation): the quick reader never
     raises or stalls, and whenever it answers, the scan sees what pydicom would have seen."""
-    seed = write_series(tmp_path / "seed", ramp_volume((1, 8, 9)), mutate=_with_sequences)[0].read_bytes()
+    def fixed_content(ds: Dataset, k: int) -> None:  # the same bytes every run: damage is reproducible
+        _with_sequences(ds, k)
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = "1.2.826.0.1.3680043.8.498.1"
+        ds.ReferencedImageSequence[0].ReferencedSOPInstanceUID = "1.2.826.0.1.3680043.8.498.2"
+
+    seed = write_series(tmp_path / "seed", ramp_volume((1, 8, 9)), mutate=fixed_content,
+                        series_uid="1.2.826.0.1.3680043.8.498.3", study_uid="1.2.826.0.1.3680043.8.498.4",
+                        frame_of_reference_uid="1.2.826.0.1.3680043.8.498.5")[0].read_bytes()
     target = tmp_path / "damaged.dcm"
     rng = np.random.default_rng(7)
     markers = [b"\xff\xff\xff\xff", b"\xfe\xff\x00\xe0", b"\xfe\xff\xdd\xe0", b"\x00\x00\x00\x00"]

@@ -276,7 +276,9 @@ def _convert(raw: bytes, vr: str):
     text = _ascii(raw)
     if vr in SINGLE_TEXT_VRS:
         return text.rstrip("\0 ")
-    parts = [part.strip("\0 ") if vr in ("DS", "IS", "UI") else part.rstrip("\0 ") for part in text.split("\\")]
+    if vr == "UI":  # as pydicom: trailing NULs/spaces off the whole value, then each UID stripped of whitespace
+        return _one_or_many([part.strip() for part in text.rstrip("\0 ").split("\\")], "")
+    parts = [part.strip("\0 ") if vr in ("DS", "IS") else part.rstrip("\0 ") for part in text.split("\\")]
     # A malformed number raises ValueError: the file goes to pydicom, whose lenient reading
     # (and the errors it gives later when decoding) stay the reference behaviour.
     if vr == "DS":
