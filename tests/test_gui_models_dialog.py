@@ -128,7 +128,8 @@ def test_rows_cover_failed_and_checkpoint_free_models(engine):
 def test_settings_menu_opens_the_table_with_bundled_hashes(ai_window, qtbot, engine):
     window = ai_window
     titles = [a.text() for a in window.menuBar().actions()]
-    assert titles.index("&View") < titles.index("&Settings") < titles.index("&Help")
+    assert titles.index("&View") < titles.index("&AI") < titles.index("&Settings") < titles.index("&Help")
+    assert titles[-1] == "&Help"
     window.models_action.trigger()
     dialog = window.models_dialog
     assert dialog.isVisible()

@@ -13,6 +13,7 @@ from PySide6.QtWidgets import (
     QFormLayout,
     QHBoxLayout,
     QLabel,
+    QMenu,
     QProgressBar,
     QPushButton,
     QVBoxLayout,
@@ -313,7 +314,14 @@ def install_ai_panel(window):
 
     controller.active_changed.connect(activated)
     window.addAction(action)
-    menu = window.menuBar().addMenu("&AI")
+    bar = window.menuBar()
+    menu = QMenu("&AI", bar)
+    # Beside the other tool menus: Settings and Help stay last, where users look for them.
+    later = next((a for a in bar.actions() if a.text() in ("&Settings", "&Help")), None)
+    if later is not None:
+        bar.insertMenu(later, menu)
+    else:
+        bar.addMenu(menu)
     menu.addAction(action)
     menu.addAction(dock.toggleViewAction())
     controller.toggle_action = action
