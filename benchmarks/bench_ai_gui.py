@@ -52,6 +52,15 @@ class StallMeter:
         self.stall_stacks: dict[str, int] = {}
         self._gui_thread = threading.get_ident()
         self._sampling = False
+        self._gc_started: float | None = None
+        self.gc_pauses: list[tuple[int, float]] = []  # (generation, seconds), any thread
+
+    def _on_gc(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._gc_started = time.perf_counter()
+        elif self._gc_started is not None:
+            self.gc_pauses.append((info["generation"], time.perf_counter() - self._gc_started))
+            self._gc_started = None
 
     def _tick(self):
         now = time.perf_counter()
@@ -79,7 +88,9 @@ class StallMeter:
 
     def start(self):
         self.gaps.clear()
+        self.gc_pauses.clear()
         self._last = None
+        gc.callbacks.append(self._on_gc)
         self.timer.start()
         if self.trace:
             self._sampling = True
@@ -88,13 +99,17 @@ class StallMeter:
     def stop(self) -> dict:
         self._sampling = False
         self.timer.stop()
+        gc.callbacks.remove(self._on_gc)
         if self.trace:
             for stack, count in sorted(self.stall_stacks.items(), key=lambda item: -item[1])[:10]:
                 print(f"--- GUI thread stalled here ({count} samples):\n{stack}", file=sys.stderr)
             self.stall_stacks.clear()
         gaps = self.gaps or [0.0]
+        full = [seconds for generation, seconds in self.gc_pauses if generation == 2]
         return {"max_ms": round(max(gaps) * 1000, 1), "p99_ms": round(float(np.percentile(gaps, 99)) * 1000, 1),
-                "ticks": len(self.gaps)}
+                "ticks": len(self.gaps),
+                # Python's cyclic collector holds the GIL whichever thread runs it.
+                "gc_full_collections": len(full), "gc_longest_ms": round(max((s for _, s in self.gc_pauses), default=0.0) * 1000, 1)}
 
 
 def wait_for(condition, timeout_s: float = 300.0) -> None:
@@ -121,6 +136,12 @@ def main() -> dict:
 
     # BENCH_WORKER_NICENESS=0 reproduces the worker at the GUI's priority (before the fix).
     niceness = int(os.environ.get("BENCH_WORKER_NICENESS", WORKER_NICENESS))
+    # The application freezes long-lived objects out of the garbage collector's sight
+    # (medviewer.gc_control); BENCH_GC_FREEZE=0 measures Python's default behaviour.
+    from medviewer import gc_control
+
+    freeze = os.environ.get("BENCH_GC_FREEZE", "1") != "0"
+    gc_control.enable(freeze)
     load_before = os.getloadavg() if hasattr(os, "getloadavg") else None
     engine = Engine(ModelRegistry(user_dirs=[], entry_points=[]), device="cpu", niceness=niceness)
     engine.load_model(MODEL).get(300)
@@ -133,6 +154,7 @@ def main() -> dict:
     window.set_layout(layout, remember=False)
     window.show()
     app.processEvents()
+    gc_control.collect_and_freeze()  # as medviewer.ui.app.run_app does once the window is up
     controller = window.ai_controller
     controller.set_engine(engine)
     window.open_demo()
@@ -191,6 +213,7 @@ def main() -> dict:
         model.decode(embedding, prompt)
         bare.append(time.perf_counter() - start)
     gui = []
+    encodes_before = engine.stats["encodes"]
     loop = QEventLoop()
     stamps = []
 
@@ -216,6 +239,7 @@ def main() -> dict:
             raise TimeoutError("no candidate")
         gui.append(stamps[0] - start)
     controller.candidate_changed.disconnect(on_candidate)
+    encodes_during_box_prompts = engine.stats["encodes"] - encodes_before
     bare_s, gui_s = summarize(bare[2:]), summarize(gui[2:])
     ratio = statistics.median(gui[2:]) / statistics.median(bare[2:])
 
@@ -234,12 +258,15 @@ def main() -> dict:
         "bare_decode": bare_s,
         "gui_box_to_candidate_drawn": gui_s,
         "ratio_median": round(ratio, 3),
+        "gui_box_to_candidate_all_ms": [round(t * 1000, 1) for t in gui],
+        "encodes_during_box_prompts": encodes_during_box_prompts,
         "target_ratio": 1.3,
         "stall_scrolling_without_ai": baseline_stall,
         "stall_while_encoding": encode_stall,
         "stall_while_propagating": propagate_stall,
         "target_stall_ms": 50,
         "worker_niceness": niceness,
+        "gc_freeze": freeze,
         "layout": layout,
         "quick": QUICK,
         # Other processes on the machine make the GUI thread wait for a core: record how busy it was.

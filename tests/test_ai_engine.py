@@ -10,6 +10,7 @@ import pytest
 
 from medviewer.ai.api import Embedding, ModelInfo, Prediction, Prompt2D, PromptKind, SegmentationModel
 from medviewer.ai.engine import Engine, JobStatus, Priority, take_slice
+from medviewer.ai.oblique import ObliquePlane
 from medviewer.ai.errors import ModelError, ModelOutOfMemoryError, UnsupportedPromptError
 from medviewer.ai.registry import ModelRegistry
 from medviewer.jobs import JobCancelled
@@ -178,6 +179,33 @@ def test_prefetch_is_deduplicated_and_dropped_when_the_cursor_moves(engine, volu
     edge = engine.prefetch("fake", volume, 0, center_index=0, radius=2)
     assert len(edge) == 3
     assert engine.cancel_prefetch() >= 0
+
+
+def test_the_calling_thread_never_hashes_the_volume_or_samples_its_window(engine, volume, monkeypatch):
+    """Both sample the whole volume (tens of ms; an MR's percentiles over 100 ms): worker work."""
+    import medviewer.ai.engine as engine_module
+
+    threads = []
+    hash_volume, pick_window = engine_module.volume_fingerprint, engine_module.default_window
+
+    def recording(function):
+        def wrapper(*args, **kwargs):
+            threads.append(threading.current_thread().name)
+            return function(*args, **kwargs)
+        return wrapper
+
+    monkeypatch.setattr(engine_module, "volume_fingerprint", recording(hash_volume))
+    monkeypatch.setattr(engine_module, "default_window", recording(pick_window))
+    mr = Volume(volume.array.copy(), info=VolumeInfo(modality="MR"))  # a window from percentiles
+    engine.segment("fake", mr, 0, 5, Prompt2D(box=(2, 2, 8, 8))).get(TIMEOUT)
+    prefetched = engine.prefetch("fake", mr, 0, center_index=5, radius=1)
+    plane = ObliquePlane((1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0), (0.0, 0.0), (1.0, 1.0), (16, 16), 5.0, 1.0)
+    engine.segment_oblique("fake", mr, plane, Prompt2D(box=(2, 2, 8, 8))).get(TIMEOUT)
+    engine.encode("fake", mr, 0, 6).get(TIMEOUT)
+    for job in prefetched:
+        job.get(TIMEOUT)
+    assert threads and set(threads) == {WORKER}
+    assert engine.forget_volume(mr) == 4  # slices 4-6 and the plane, found by the remembered hash
 
 
 def test_cancel_a_queued_job(engine, volume):

@@ -16,6 +16,7 @@ from medviewer.render.surfaces import (
     enclosed_volume_mm3,
     extract_label_surfaces,
     extract_surfaces,
+    fit_display_budget,
     label_extent,
     label_extents,
     labels_in_region,
@@ -126,6 +127,29 @@ def test_search_regions_give_the_same_surface_and_extent():
     hinted = extract_label_surfaces(labels, geometry, [2], search_regions={2: Box((20, 20, 30), (35, 45, 55))})
     assert hinted.extents[2] == full.extents[2]
     np.testing.assert_allclose(surface_points(hinted.surfaces[2]), surface_points(full.surfaces[2]))
+
+
+def test_display_budget_shares_triangles_by_size_and_keeps_surfaces_closed():
+    labels = np.zeros((60, 90, 110), dtype=np.uint8)
+    labels[ellipsoid(labels.shape, (28, 40, 40), (22, 32, 34))] = 1
+    labels[ellipsoid(labels.shape, (30, 50, 90), (14, 16, 15))] = 2
+    geometry = Geometry(labels.shape, (0.8, 0.8, 1.5))
+    full = extract_surfaces(labels, geometry)
+    counts = {label: surface.GetNumberOfPolys() for label, surface in full.items()}
+    budget = sum(counts.values()) // 3
+    fitted = fit_display_budget(full, budget)
+    for label, surface in fitted.items():
+        share = budget * counts[label] / sum(counts.values())
+        assert surface.GetNumberOfPolys() <= 1.05 * share
+        assert boundary_edge_count(surface) == 0  # no holes torn for the sake of speed
+        assert surface.GetPointData().GetNormals() is not None  # smooth shading still works
+        assert enclosed_volume_mm3(surface) == pytest.approx(enclosed_volume_mm3(full[label]), rel=0.01)
+    # The surfaces handed in are left as they were (exports use the full ones).
+    assert {label: surface.GetNumberOfPolys() for label, surface in full.items()} == counts
+    # Triangles already on screen count against the budget; a surface within its share is kept.
+    crowded = fit_display_budget({2: full[2]}, budget, other_triangles={1: 10 * budget})
+    assert crowded[2].GetNumberOfPolys() < counts[2]
+    assert fit_display_budget({2: full[2]}, 10 * budget)[2] is full[2]
 
 
 def test_empty_labels_give_no_surface():

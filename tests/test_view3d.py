@@ -88,6 +88,31 @@ def test_demo_surfaces_render_in_segment_colours(view, qtbot):
     np.testing.assert_allclose(camera.GetViewUp(), (0, 0, 1), atol=1e-6)
 
 
+def shown_triangles(view: View3D) -> int:
+    return sum(view.scene.surface_actor(label).GetMapper().GetInput().GetNumberOfPolys() for label in view.surface_labels())
+
+
+def test_software_opengl_holds_the_surfaces_to_a_triangle_budget(view, qtbot):
+    view.render_now()  # the first frame tells which OpenGL this is
+    if view.triangle_budget is None:
+        pytest.skip("hardware OpenGL: surfaces are shown at full resolution")
+    _, labelmap, _ = show_demo(view, qtbot)
+    budget = view3d_module.SOFTWARE_TRIANGLE_BUDGET
+    assert view.triangle_budget == budget
+    full = sum(view._full_triangles.values())
+    assert full > budget  # the demo's organs have ~100k triangles at full resolution
+    assert shown_triangles(view) <= 1.05 * budget
+    # An edit rebuilds one organ within what is left of the budget.
+    with qtbot.waitSignal(view.surfaces_updated, timeout=SURFACE_TIMEOUT_MS):
+        labelmap.write(Box((20, 140, 55), (24, 150, 60)), np.asarray(3))
+    assert view.last_rebuilt_labels == {3}
+    assert shown_triangles(view) <= 1.05 * budget
+    # With a GPU nothing is decimated.
+    view._software_gl = False
+    show_demo(view, qtbot)
+    assert shown_triangles(view) == sum(view._full_triangles.values()) > budget
+
+
 def test_painting_a_label_makes_its_surface_appear_after_the_debounce(view, qtbot):
     volume, _, _ = make_demo_case(shape=(48, 96, 96), spacing=(3.2, 3.2, 5.0))
     labelmap = LabelMap(volume.geometry)

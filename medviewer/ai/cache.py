@@ -75,6 +75,13 @@ def volume_fingerprint(volume: Any, samples: int = FINGERPRINT_SAMPLES) -> str:
     return value
 
 
+def known_fingerprint(volume: Any) -> str | None:
+    """The fingerprint remembered for ``volume``, or None if it was never computed (cheap)."""
+    with _memo_lock:
+        known = _fingerprint_memo.get(id(volume))
+    return known[1] if known is not None and known[0]() is volume else None
+
+
 def _forget(key: int, ref: weakref.ref) -> None:
     with _memo_lock:
         known = _fingerprint_memo.get(key)

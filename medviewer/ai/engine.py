@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from medviewer import gc_control
 from medviewer.ai.api import (
     Embedding,
     ModelInfo,
@@ -37,7 +38,14 @@ from medviewer.ai.api import (
     SegmentationModel,
     Window,
 )
-from medviewer.ai.cache import DEFAULT_CACHE_BYTES, EmbeddingCache, EmbeddingKey, normalise_window, volume_fingerprint
+from medviewer.ai.cache import (
+    DEFAULT_CACHE_BYTES,
+    EmbeddingCache,
+    EmbeddingKey,
+    known_fingerprint,
+    normalise_window,
+    volume_fingerprint,
+)
 from medviewer.ai.checkpoints import file_sha256, verify_sha256
 from medviewer.ai.errors import ModelError, ModelOutOfMemoryError, PluginError
 from medviewer.ai.preprocessing import default_window
@@ -513,13 +521,14 @@ class Engine:
         geometry = getattr(volume, "geometry", None)
         if array.ndim != 3 or geometry is None:
             raise ModelError("oblique prompts need a 3D volume with its geometry")
-        fingerprint = volume_fingerprint(volume)
-        window = self._resolve_window(volume, fingerprint, window)
         modality = _modality_of(volume)
+        asked_window = window
 
         def run(control: JobControl) -> Prediction:
             from medviewer.ai.oblique import sample_plane
 
+            fingerprint = volume_fingerprint(volume)
+            window = self._resolve_window(volume, fingerprint, asked_window)
             loaded = self._ensure_model(model_id, None, control)
             key = EmbeddingKey(fingerprint, OBLIQUE_AXIS, plane.cache_index(), window, model_id,
                                loaded.checkpoint_sha256)
@@ -623,7 +632,7 @@ class Engine:
                     del self._prefetch_jobs[key]
             for key, (distance, request) in requests.items():
                 if key in self._prefetch_jobs or self._is_cached(request):
-                    continue
+                    continue  # (a slice whose content hash is not known yet is checked on the worker)
                 job = self._prefetch_job(request, Priority.BACKGROUND + distance)
                 self._prefetch_jobs[key] = job
                 new_jobs.append(job)
@@ -638,7 +647,9 @@ class Engine:
 
     def forget_volume(self, volume: Any) -> int:
         """Drop cached embeddings of a closed volume; returns how many."""
-        fingerprint = volume_fingerprint(volume)
+        fingerprint = known_fingerprint(volume)
+        if fingerprint is None:  # never hashed, so never encoded
+            return 0
         return self.cache.discard(lambda key: key.volume == fingerprint)
 
     # -- helpers (calling thread) ------------------------------------------------------------
@@ -658,31 +669,42 @@ class Engine:
         return known  # type: ignore[return-value]
 
     def _request(self, model_id: str, volume: Any, axis: int, index: int, window: Window | None) -> dict:
+        """What a slice job needs, taken on the calling thread; its content hash and default
+        window are worked out on the worker (:meth:`_resolved`): the first time they sample the
+        whole volume (tens of ms, over 100 ms for an MR's percentiles), too long for the GUI."""
         array = _array_of(volume)
         _check_slice_index(array, axis, index)  # fail now, in the caller's thread
-        fingerprint = volume_fingerprint(volume)
-        window = self._resolve_window(volume, fingerprint, window)
         axis = int(axis) if array.ndim == 3 else 0
+        window = normalise_window(window) if window is not None else None
         return {
             "model_id": model_id,
+            "volume": volume,
             "array": array,
             "axis": axis,
             "index": int(index),
             "window": window,
             "modality": _modality_of(volume),
-            "fingerprint": fingerprint,
-            "key": (fingerprint, axis, int(index), window, model_id),
+            # Tells queued prefetches apart; the volume object is alive while they are queued.
+            "key": (id(volume), axis, int(index), window, model_id),
         }
 
-    def _is_cached(self, request: dict) -> bool:
-        sha = self._known_sha.get(request["model_id"])
-        return sha is not None and self._cache_key(request, sha) in self.cache
+    def _resolved(self, request: dict) -> tuple[str, Window]:
+        """(content hash, window) of a request; remembered per volume after the first time."""
+        fingerprint = volume_fingerprint(request["volume"])
+        return fingerprint, self._resolve_window(request["volume"], fingerprint, request["window"])
 
-    @staticmethod
-    def _cache_key(request: dict, sha: str) -> EmbeddingKey:
-        return EmbeddingKey(
-            request["fingerprint"], request["axis"], request["index"], request["window"], request["model_id"], sha
-        )
+    def _is_cached(self, request: dict) -> bool:
+        """Cached already (False when the volume's content hash has not been worked out yet)."""
+        sha = self._known_sha.get(request["model_id"])
+        fingerprint = known_fingerprint(request["volume"])
+        if sha is None or fingerprint is None:
+            return False
+        window = request["window"]
+        if window is None:  # (called under self._lock: a plain read, no locking here)
+            window = self._default_windows.get((fingerprint, request["modality"]))
+            if window is None:
+                return False
+        return EmbeddingKey(fingerprint, request["axis"], request["index"], window, request["model_id"], sha) in self.cache
 
     def _prefetch_job(self, request: dict, priority: int) -> Job:
         def run(control: JobControl):
@@ -798,14 +820,17 @@ class Engine:
         if path is not None:
             expected = entry.info.checkpoint.sha256 if (checkpoint is None and entry.info) else ""
             sha = verify_sha256(path, expected) if expected else file_sha256(path)
-        model = self.registry.create(model_id)
-        try:
-            model.load(path, device)
-        except Exception as exc:
-            if checkpoint is None and not _is_out_of_memory(exc) and not isinstance(exc, MemoryError):
-                # The default weights do not load: the plugin itself is broken.
-                self.registry.mark_failed(model_id, str(exc) if isinstance(exc, ModelError) else repr(exc))
-            raise
+        # Importing and building a model stack makes ~10^5 long-lived objects: no full
+        # collections meanwhile (they hold the GIL the GUI needs), frozen afterwards.
+        with gc_control.collection_paused():
+            model = self.registry.create(model_id)
+            try:
+                model.load(path, device)
+            except Exception as exc:
+                if checkpoint is None and not _is_out_of_memory(exc) and not isinstance(exc, MemoryError):
+                    # The default weights do not load: the plugin itself is broken.
+                    self.registry.mark_failed(model_id, str(exc) if isinstance(exc, ModelError) else repr(exc))
+                raise
         model.loaded = True
         model.device = device
         model.checkpoint_path = path
@@ -827,18 +852,22 @@ class Engine:
         except Exception:  # noqa: BLE001
             log.exception("unloading %s failed", model_id)
         self.registry.mark_loaded(model_id, False)
+        del loaded
+        gc_control.collect_and_freeze()  # the model's objects were frozen at load
         _release_device_memory()
 
     def _embedding_for(self, request: dict, control: JobControl) -> Embedding:
         loaded = self._ensure_model(request["model_id"], None, control)
-        key = self._cache_key(request, loaded.checkpoint_sha256)
+        fingerprint, window = self._resolved(request)
+        key = EmbeddingKey(fingerprint, request["axis"], request["index"], window, request["model_id"],
+                           loaded.checkpoint_sha256)
         cached = self.cache.get(key)
         if cached is not None:
             self.stats["cache_hits"] += 1
             return cached
         control.check()
         image = np.ascontiguousarray(take_slice(request["array"], request["axis"], request["index"]))
-        embedding = loaded.model.encode(image, request["window"], modality=request["modality"], control=control)
+        embedding = loaded.model.encode(image, window, modality=request["modality"], control=control)
         self.stats["encodes"] += 1
         self.cache.put(key, embedding)
         return embedding

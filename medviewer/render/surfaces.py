@@ -24,6 +24,7 @@ from scipy import ndimage
 from vtkmodules.util.numpy_support import numpy_to_vtk, vtk_to_numpy
 from vtkmodules.vtkCommonDataModel import vtkImageData, vtkPolyData
 from vtkmodules.vtkFiltersCore import (
+    vtkDecimatePro,
     vtkPolyDataNormals,
     vtkReverseSense,
     vtkSurfaceNets3D,
@@ -43,6 +44,10 @@ SURFACE_PADDING = 1
 #: voxels, 11 % at 3) while removing the staircase as well.
 SMOOTHING_ITERATIONS = 30
 SMOOTHING_PASS_BAND = 0.01
+
+#: Fewest triangles a surface is decimated to for display, however many others share the
+#: budget: below this even a small organ turns visibly faceted.
+MIN_DISPLAY_TRIANGLES = 2_000
 
 #: Voxels scanned per chunk when finding label extents: small enough that the GIL is
 #: released between chunks every few milliseconds, large enough to stay vectorised.
@@ -187,6 +192,52 @@ def extract_label_surfaces(
         if surface is not None:
             result.surfaces[value] = surface
     control.report(total, total, "Surfaces ready")
+    return result
+
+
+def fit_display_budget(
+    surfaces: dict[int, vtkPolyData],
+    budget: int,
+    other_triangles: dict[int, int] | None = None,
+    control: JobControl | None = None,
+) -> dict[int, vtkPolyData]:
+    """Decimated copies of ``surfaces`` so that a scene of them (plus ``other_triangles``:
+    the full triangle counts of surfaces already shown) stays within ``budget`` triangles.
+
+    For display on software OpenGL, where each frame's cost grows with the triangle count
+    and the 3D view shares the GUI thread with everything else. Each surface gets a share
+    of the budget in proportion to its full size (never under :data:`MIN_DISPLAY_TRIANGLES`);
+    the topology is kept (no holes, no split organs) and normals are recomputed. Surfaces
+    within their share are returned as they are. Exports never go through this: they use
+    the full surfaces.
+    """
+    control = ensure_control(control)
+    counts = {label: surface.GetNumberOfPolys() for label, surface in surfaces.items()}
+    total = sum(counts.values()) + sum(n for label, n in (other_triangles or {}).items() if label not in counts)
+    fitted: dict[int, vtkPolyData] = {}
+    for label, surface in surfaces.items():
+        control.check()
+        share = max(MIN_DISPLAY_TRIANGLES, int(budget * counts[label] / max(total, 1)))
+        fitted[label] = surface if counts[label] <= share else _decimated(surface, 1.0 - share / counts[label])
+    return fitted
+
+
+def _decimated(surface: vtkPolyData, reduction: float) -> vtkPolyData:
+    decimate = vtkDecimatePro()
+    decimate.SetInputData(surface)
+    decimate.SetTargetReduction(reduction)
+    decimate.PreserveTopologyOn()  # may stop short of the target rather than tear the surface
+    decimate.SplittingOff()
+    decimate.BoundaryVertexDeletionOff()
+    normals = vtkPolyDataNormals()
+    normals.SetInputConnection(decimate.GetOutputPort())
+    normals.SplittingOff()
+    normals.ConsistencyOff()
+    normals.ComputePointNormalsOn()
+    normals.ComputeCellNormalsOff()
+    normals.Update()
+    result = vtkPolyData()
+    result.ShallowCopy(normals.GetOutput())
     return result
 
 

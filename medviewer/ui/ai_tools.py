@@ -40,6 +40,12 @@ log = logging.getLogger(__name__)
 DEFAULT_MODEL = "litemedsam"
 PREFETCH_RADIUS = 1
 CLICK_SLOP_PX = 4
+#: A new prompt's box / point marks wait this long for the candidate before they are drawn
+#: alone: a render during the decode competes with it for the CPU (on two cores it made
+#: box -> candidate 10-15 ms slower), and with the embedding cached the candidate usually
+#: arrives first and is drawn together with them. The drag's rubber band stays on screen
+#: meanwhile; 100 ms is still perceived as immediate.
+PROMPT_PAINT_DELAY_MS = 100
 CANDIDATE_RGB = (255, 235, 0)  # bright yellow contour
 BOX_RGB = (0, 220, 255)
 POSITIVE_RGB = (0, 255, 0)
@@ -204,7 +210,9 @@ class CandidateOverlay:
         plan = self.view.slice_renderer.plan
         return np.stack([lps @ plan.right, lps @ plan.down], axis=1)
 
-    def update(self, volume, axis: int, index: int, mask=None, box=None, points=(), labels=(), drag_box=None) -> None:
+    def update(self, volume, axis: int, index: int, mask=None, box=None, points=(), labels=(), drag_box=None,
+               render: bool = True) -> None:
+        """Rebuild the lines; ``render`` False leaves the repaint to whoever renders the view next."""
         segments: list[np.ndarray] = []
         colors: list[tuple[int, int, int]] = []
         if mask is not None and np.any(mask):
@@ -248,7 +256,8 @@ class CandidateOverlay:
         self.data.Modified()
         self.visible_slice = (axis, index)
         self.actor.SetVisibility(self.segment_count > 0)
-        self.view.request_render()
+        if render:
+            self.view.request_render()
 
     def clear(self) -> None:
         self.segment_count = 0
@@ -414,6 +423,10 @@ class AiController(QObject):
         self._prefetch_timer.setSingleShot(True)
         self._prefetch_timer.setInterval(80)
         self._prefetch_timer.timeout.connect(self._encode_current)
+        self._prompt_paint_timer = QTimer(self)
+        self._prompt_paint_timer.setSingleShot(True)
+        self._prompt_paint_timer.setInterval(PROMPT_PAINT_DELAY_MS)
+        self._prompt_paint_timer.timeout.connect(self._paint_prompt)
         self._last_view = None
         window.installEventFilter(self)
         for view in self.views():
@@ -758,9 +771,10 @@ class AiController(QObject):
         self._segment_job = job
         self._segment_dirty = False
         self._set_state("segmenting…")
-        # The box / points: a deferred repaint (VTK renders hold the GIL the decoder needs; the
-        # rubber band was already drawn during the drag). The candidate is drawn at once.
-        self._refresh_overlays(immediate=False)
+        # The box / points are drawn with the candidate, or alone if it takes longer than
+        # PROMPT_PAINT_DELAY_MS (a render now would slow the decoder down).
+        self._refresh_overlays(immediate=False, render=False)
+        self._prompt_paint_timer.start()
 
         def done(job):
             if job is not self._segment_job:
@@ -770,6 +784,7 @@ class AiController(QObject):
                 prediction = job.result
                 self.candidate = Candidate(axis, index, np.asarray(prediction.mask, bool), prediction.score,
                                            prompt, prompt_time, model_id, prediction.low_res_logits)
+                self._prompt_paint_timer.stop()
                 self._refresh_overlays()
                 self.timings["prompt_to_candidate_s"] = time.perf_counter() - self._prompt_started
                 self.candidate_changed.emit(self.candidate)
@@ -971,9 +986,15 @@ class AiController(QObject):
             overlay = self._overlays[view] = CandidateOverlay(view)
         return overlay
 
-    def _refresh_overlays(self, immediate: bool = True) -> None:
+    def _paint_prompt(self) -> None:
+        view = self.prompt_view
+        if view is not None and not getattr(view, "_shut_down", False):
+            view.request_render()
+
+    def _refresh_overlays(self, immediate: bool = True, render: bool = True) -> None:
         """Redraw every view's overlay; ``immediate`` renders the prompt view now (the rest, and
-        with False all views, repaint on their next coalesced render)."""
+        with False all views, repaint on their next coalesced render); ``render`` False only
+        updates the lines, for the next render to show."""
         for view in self.views():
             if getattr(view, "_shut_down", False):
                 continue
@@ -983,8 +1004,8 @@ class AiController(QObject):
                 if view in self._overlays and self._overlays[view].actor.GetVisibility():
                     self._overlays[view].clear()
                 continue
-            self._overlay(view).update(view.volume, *where, **content)
-            if immediate and view is self.prompt_view:
+            self._overlay(view).update(view.volume, *where, **content, render=render)
+            if render and immediate and view is self.prompt_view:
                 view.render_now()
 
     def _overlay_content(self, view, where) -> dict | None:

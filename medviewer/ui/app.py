@@ -10,6 +10,7 @@ from PySide6.QtCore import QCoreApplication, QEvent, QEventLoop, QPointF, Qt, QT
 from PySide6.QtGui import QGuiApplication, QMouseEvent
 from PySide6.QtWidgets import QApplication
 
+from medviewer import gc_control
 from medviewer.model.document import Document
 from medviewer.ui import theme
 from medviewer.ui.main_window import MainWindow
@@ -139,6 +140,10 @@ def run_app(
             window.volume_loaded.connect(load_pending_labels)
 
     if screenshot is None:
+        # Qt, VTK and the window's objects live as long as the process: out of the cyclic
+        # collector's sight from now on, so its full passes cannot freeze the GUI (gc_control).
+        gc_control.enable()
+        gc_control.collect_and_freeze()
         return app.exec()
 
     def settled() -> bool:

@@ -31,6 +31,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from medviewer import gc_control
 from medviewer.demo import make_demo_case
 from medviewer.io import load_labels as read_label_map
 from medviewer.io import load_volume
@@ -733,7 +734,7 @@ class MainWindow(QMainWindow):
         self._document_bridges = [
             EventBridge(document.active_volume_changed, self._on_active_volume_changed, self),
             EventBridge(document.volume_added, self._on_volume_list_changed, self),
-            EventBridge(document.volume_removed, self._on_volume_list_changed, self),
+            EventBridge(document.volume_removed, self._on_volume_removed, self),
         ]
 
     # -- display toggles -----------------------------------------------------------------
@@ -821,6 +822,12 @@ class MainWindow(QMainWindow):
 
     def _on_volume_list_changed(self, *_args) -> None:
         self.data_panel.set_volumes(self.document.volumes, self.document.active_volume)
+
+    def _on_volume_removed(self, *_args) -> None:
+        self._on_volume_list_changed()
+        # A volume open when objects were frozen (gc_control) is reclaimed by a full
+        # collection, once the views have let go of it.
+        QTimer.singleShot(0, gc_control.collect_and_freeze)
 
     def _on_volume_chosen(self, index: int) -> None:
         if 0 <= index < len(self.document.volumes):

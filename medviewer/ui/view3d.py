@@ -34,7 +34,7 @@ from medviewer.model.labelmap import LabelMap
 from medviewer.model.segments import SegmentTable
 from medviewer.model.volume import Volume
 from medviewer.render.scene3d import Scene3D
-from medviewer.render.surfaces import LabelSurfaces, extract_label_surfaces, labels_in_region
+from medviewer.render.surfaces import LabelSurfaces, extract_label_surfaces, fit_display_budget, labels_in_region
 from medviewer.render.volume_rendering import is_software_renderer, preset_names
 from medviewer.ui import theme
 from medviewer.ui.event_bridge import EventBridge
@@ -51,6 +51,12 @@ SURFACE_DEBOUNCE_MS = 300
 #: density to keep up, and a full-quality frame follows after :data:`REFINE_DELAY_MS`.
 PROGRAMMATIC_UPDATE_RATE = 8.0
 REFINE_DELAY_MS = 350
+
+#: Triangles the shown surfaces may have in all when OpenGL is software-emulated (Mesa
+#: llvmpipe): a frame of the demo's 100k triangles took ~30 ms on two cores, a third of
+#: that at this budget, and this view renders on the GUI thread whenever the cursor moves.
+#: Surfaces over their share are decimated for display only; with a GPU nothing is.
+SOFTWARE_TRIANGLE_BUDGET = 50_000
 
 #: More edited boxes than this are merged into one before the job scans them.
 _MAX_TRACKED_BOXES = 64
@@ -96,6 +102,10 @@ class _SurfaceJobResult:
     full: bool
     rebuilt: set[int]
     found: LabelSurfaces
+    #: Triangles of each rebuilt surface before any display decimation.
+    full_triangles: dict[int, int] = field(default_factory=dict)
+    #: The triangle budget the surfaces were fitted to (None: full resolution).
+    budget: int | None = None
 
 
 def _boxes_intersect(a: Box, b: Box) -> bool:
@@ -111,6 +121,8 @@ def _rebuild_surfaces(
     known_counts: dict[int, int],
     job_id: int,
     edit_count: int,
+    triangle_budget: int | None = None,
+    other_triangles: dict[int, int] | None = None,
 ) -> _SurfaceJobResult:
     """Worker-thread body: decide which labels the edits touched and rebuild their surfaces.
 
@@ -123,7 +135,7 @@ def _rebuild_surfaces(
     """
     if work.full:
         found = extract_label_surfaces(labels, geometry, None, control=control)
-        return _SurfaceJobResult(job_id, edit_count, True, set(found.extents), found)
+        return _fitted(_SurfaceJobResult(job_id, edit_count, True, set(found.extents), found), triangle_budget, {}, control)
     touched: set[int] = set()
     nearby: set[int] = set()
     edited = work.boxes[0]
@@ -139,7 +151,18 @@ def _rebuild_surfaces(
             touched.add(label)
     regions = {label: edited.union(known_extents.get(label)) for label in touched}
     found = extract_label_surfaces(labels, geometry, sorted(touched), control=control, search_regions=regions)
-    return _SurfaceJobResult(job_id, edit_count, False, touched, found)
+    others = {label: n for label, n in (other_triangles or {}).items() if label not in touched}
+    return _fitted(_SurfaceJobResult(job_id, edit_count, False, touched, found), triangle_budget, others, control)
+
+
+def _fitted(result: _SurfaceJobResult, budget: int | None, others: dict[int, int], control: JobControl) -> _SurfaceJobResult:
+    """Record each surface's full size, then decimate for display when there is a budget."""
+    surfaces = result.found.surfaces
+    result.full_triangles = {label: surface.GetNumberOfPolys() for label, surface in surfaces.items()}
+    result.budget = budget
+    if budget is not None:
+        result.found.surfaces = fit_display_budget(surfaces, budget, others, control)
+    return result
 
 
 class View3D(QWidget):
@@ -189,7 +212,10 @@ class View3D(QWidget):
         self._since_last_render.start()
         self._last_render_ms = 0.0
         self._render_clock = QElapsedTimer()
-        self._renderer_checked = False
+        #: Software OpenGL (None until the first frame tells): surfaces then fit a budget.
+        self._software_gl: bool | None = None
+        self._full_triangles: dict[int, int] = {}
+        self._unbudgeted = False  # some shown surface was built before the budget was known
 
         self._header = self._build_header()
         self.vtk_widget = QVTKRenderWindowInteractor(self)
@@ -347,6 +373,7 @@ class View3D(QWidget):
         self._segments = segments
         self._label_extents = {}
         self._label_counts = {}
+        self._full_triangles = {}
         self._pending = _SurfaceWork()
         self.scene.clear_surfaces()
         self.scene.set_segments(segments)
@@ -403,6 +430,8 @@ class View3D(QWidget):
             known_counts=dict(self._label_counts),
             job_id=self._job_id,
             edit_count=self._edit_count,
+            triangle_budget=self.triangle_budget,
+            other_triangles=dict(self._full_triangles),
         )
         job = BackgroundJob(function, "Building 3D surfaces")
         job.signals.succeeded.connect(self._on_surfaces_ready)
@@ -442,6 +471,8 @@ class View3D(QWidget):
         self._pending = _SurfaceWork()
         found = result.found
         if result.full:
+            self._full_triangles = {}
+            self._unbudgeted = False
             self._label_extents = dict(found.extents)
             self._label_counts = dict(found.voxel_counts)
             for label in set(self.scene.surface_labels) - set(found.surfaces):
@@ -456,6 +487,11 @@ class View3D(QWidget):
                     self._label_counts.pop(label, None)
         for label in result.rebuilt:
             self.scene.set_surface(label, found.surfaces.get(label))
+            if label in result.full_triangles:
+                self._full_triangles[label] = result.full_triangles[label]
+            else:
+                self._full_triangles.pop(label, None)
+        self._unbudgeted |= result.budget is None
         self._refresh_plane_labels()
         self.last_rebuilt_labels = set(result.rebuilt)
         if not self._camera_fitted and self._volume is None:
@@ -463,6 +499,18 @@ class View3D(QWidget):
         self._update_status()
         self.render_now()
         self.surfaces_updated.emit()
+        self._refit_to_budget()
+
+    def _refit_to_budget(self) -> None:
+        """Rebuild all surfaces if some were made at full size before the first frame told us
+        the OpenGL is software and the scene is over its budget."""
+        budget = self.triangle_budget
+        if budget is None or not self._unbudgeted or self.busy or self._shut_down:
+            return
+        if sum(self._full_triangles.values()) > budget:
+            self._pending = _SurfaceWork(full=True)
+            self._edit_count += 1
+            self._debounce.start()
 
     def _refresh_plane_labels(self) -> None:
         """Bring the planes' label overlay up to date together with the surfaces.
@@ -527,9 +575,10 @@ class View3D(QWidget):
         """Show or hide the volume rendering; ``preset`` picks its transfer function."""
         if self._shut_down:
             return
-        if enabled and not self._renderer_checked:
-            self._renderer_checked = True
-            self.scene.gpu_volume_rendering = not is_software_renderer(self.render_window)
+        if enabled:
+            if self._software_gl is None:
+                self._software_gl = is_software_renderer(self.render_window)
+            self.scene.gpu_volume_rendering = not self._software_gl
         before = (self.scene.volume_rendering_enabled, self.scene.volume_rendering_preset)
         self.scene.set_volume_rendering(enabled, preset)
         self.volume_button.blockSignals(True)
@@ -616,6 +665,14 @@ class View3D(QWidget):
         if self._render_clock.isValid():
             self._last_render_ms = float(self._render_clock.elapsed())
         self._since_last_render.restart()
+        if self._software_gl is None:
+            self._software_gl = is_software_renderer(self.render_window)
+            self._refit_to_budget()
+
+    @property
+    def triangle_budget(self) -> int | None:
+        """Triangles the shown surfaces are held to (software OpenGL), None for no limit."""
+        return SOFTWARE_TRIANGLE_BUDGET if self._software_gl else None
 
     def _render_full_quality(self) -> None:
         if not self._shut_down:
