@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gc
 import os
+import time
 
 import numpy as np
 import pytest
@@ -32,6 +33,14 @@ class FailingModel(BoxFillModel):
 
     def decode(self, embedding, prompt, previous_low_res_mask=None, *, control=None):
         raise RuntimeError("decoder exploded on purpose")
+
+
+class SlowDecodeModel(BoxFillModel):
+    info = ModelInfo(id="test-slow-decode", name="Slow decoder (test)", version="0", prompts=frozenset({PromptKind.BOX}))
+
+    def decode(self, embedding, prompt, previous_low_res_mask=None, *, control=None):
+        time.sleep(0.6)
+        return super().decode(embedding, prompt, previous_low_res_mask, control=control)
 
 
 # -- helpers ------------------------------------------------------------------------------------
@@ -63,6 +72,7 @@ def engine():
     registry = ModelRegistry(user_dirs=[], entry_points=[])
     registry.register(BoxFillModel)
     registry.register(FailingModel)
+    registry.register(SlowDecodeModel)
     engine = Engine(registry, device="cpu")
     engine.load_model("litemedsam").get(120)
     yield engine
@@ -163,6 +173,44 @@ def test_litemedsam_box_candidate_accept_provenance_and_undo(ct_window, qtbot):
     assert int(np.count_nonzero(labels.array)) == 0
     controller.set_active(False)
     assert view.view_tool is None
+
+
+def test_prompt_marks_are_drawn_with_the_candidate_or_alone_when_it_is_slow(ct_window, qtbot):
+    """A render while the decoder runs would slow it down: the box waits for the candidate,
+    but never longer than PROMPT_PAINT_DELAY_MS."""
+    from medviewer.ui.ai_tools import PROMPT_PAINT_DELAY_MS
+
+    window, controller, view = ct_window, ct_window.ai_controller, ct_window.axial_view
+    renders: list[float] = []
+    tag = view.render_window.AddObserver("EndEvent", lambda *_: renders.append(time.perf_counter()))
+    try:
+        for model_id, slow in (("test-boxfill", False), ("test-slow-decode", True)):
+            controller.set_model(model_id)
+            controller.set_active(True)
+            wait_until(qtbot, lambda: controller.state == "ready")
+            controller.engine.encode(model_id, window.document.active_volume, 0, 0).get(30)
+            qtbot.wait(300)  # let every pending repaint happen first
+            renders.clear()
+            arrived: list[float] = []
+
+            def on_candidate(candidate, arrived=arrived):
+                if candidate is not None:
+                    arrived.append(time.perf_counter())  # after its frame was rendered
+
+            controller.candidate_changed.connect(on_candidate)
+            start = time.perf_counter()
+            with qtbot.waitSignal(controller.candidate_changed, timeout=TIMEOUT_MS, check_params_cb=lambda c: c is not None):
+                controller.set_box_pixels(view, VERTEBRA_BOX)
+            frames = [round(t - start, 3) for t in renders if t <= arrived[0]]
+            if slow:  # the box alone after the delay, then the candidate
+                assert len(frames) >= 2 and PROMPT_PAINT_DELAY_MS / 1000 * 0.9 <= frames[0] < frames[-1], frames
+            else:  # one frame: the box and the candidate together
+                assert len(frames) == 1, frames
+            assert controller._overlays[view].segment_count > 4  # the box's 4 lines and the contour
+            controller.candidate_changed.disconnect(on_candidate)
+            controller.clear_prompts()
+    finally:
+        view.render_window.RemoveObserver(tag)
 
 
 def test_failing_model_shows_error_and_app_keeps_running(ct_window, qtbot):
