@@ -17,6 +17,7 @@ running it does not freeze the GUI thread.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -24,7 +25,6 @@ from scipy import ndimage
 from vtkmodules.util.numpy_support import numpy_to_vtk, vtk_to_numpy
 from vtkmodules.vtkCommonDataModel import vtkImageData, vtkPolyData
 from vtkmodules.vtkFiltersCore import (
-    vtkDecimatePro,
     vtkPolyDataNormals,
     vtkReverseSense,
     vtkSurfaceNets3D,
@@ -196,66 +196,85 @@ def extract_label_surfaces(
 
 
 def fit_display_budget(
-    surfaces: dict[int, vtkPolyData],
+    found: LabelSurfaces,
+    labels: np.ndarray,
+    geometry: Geometry,
     budget: int,
     other_triangles: dict[int, int] | None = None,
     control: JobControl | None = None,
 ) -> dict[int, vtkPolyData]:
-    """Decimated copies of ``surfaces`` so that a scene of them (plus ``other_triangles``:
-    the full triangle counts of surfaces already shown) stays within ``budget`` triangles.
+    """Surfaces of ``found`` (extracted from ``labels``) light enough that a scene of them,
+    plus ``other_triangles`` (the full triangle counts of surfaces already shown), stays
+    within about ``budget`` triangles.
 
     For display on software OpenGL, where each frame's cost grows with the triangle count
     and the 3D view shares the GUI thread with everything else. Each surface gets a share
-    of the budget in proportion to its full size (never under :data:`MIN_DISPLAY_TRIANGLES`);
-    the topology is kept (no holes, no split organs) and normals are recomputed. Surfaces
-    within their share are returned as they are. Exports never go through this: they use
-    the full surfaces.
+    of the budget in proportion to its full size (never under :data:`MIN_DISPLAY_TRIANGLES`).
+    One over its share is extracted again from its voxels on a coarser grid (blocks of
+    f x f x f voxels, f chosen from the excess), which keeps it closed and smooth and costs
+    less than the full extraction did; decimating the full mesh instead took 3.8 s for a
+    512 x 512 x 300 CT (edge collapse, vtkDecimatePro) or tore holes (vertex clustering).
+    Surfaces within their share are returned as they are. Exports never go through this.
     """
     control = ensure_control(control)
-    counts = {label: surface.GetNumberOfPolys() for label, surface in surfaces.items()}
+    labels = np.asarray(labels)
+    if labels.dtype == np.bool_:
+        labels = labels.view(np.uint8)
+    counts = {label: surface.GetNumberOfPolys() for label, surface in found.surfaces.items()}
     total = sum(counts.values()) + sum(n for label, n in (other_triangles or {}).items() if label not in counts)
     fitted: dict[int, vtkPolyData] = {}
-    for label, surface in surfaces.items():
+    for label, surface in found.surfaces.items():
         control.check()
         share = max(MIN_DISPLAY_TRIANGLES, int(budget * counts[label] / max(total, 1)))
-        fitted[label] = surface if counts[label] <= share else _decimated(surface, 1.0 - share / counts[label])
+        fitted[label] = surface
+        if counts[label] > share:
+            block = max(2, math.ceil(math.sqrt(counts[label] / share)))  # triangles ~ 1 / block**2
+            coarse, _ = _extract_one(labels, geometry, label, found.extents[label], True, block)
+            if coarse is not None and coarse.GetNumberOfPolys() < counts[label]:
+                fitted[label] = coarse
     return fitted
 
 
-def _decimated(surface: vtkPolyData, reduction: float) -> vtkPolyData:
-    decimate = vtkDecimatePro()
-    decimate.SetInputData(surface)
-    decimate.SetTargetReduction(reduction)
-    decimate.PreserveTopologyOn()  # may stop short of the target rather than tear the surface
-    decimate.SplittingOff()
-    decimate.BoundaryVertexDeletionOff()
-    normals = vtkPolyDataNormals()
-    normals.SetInputConnection(decimate.GetOutputPort())
-    normals.SplittingOff()
-    normals.ConsistencyOff()
-    normals.ComputePointNormalsOn()
-    normals.ComputeCellNormalsOff()
-    normals.Update()
-    result = vtkPolyData()
-    result.ShallowCopy(normals.GetOutput())
-    return result
+def _extract_one(
+    labels: np.ndarray, geometry: Geometry, value: int, box: Box, smoothing: bool, block: int = 1
+) -> tuple[vtkPolyData | None, int]:
+    """Surface and voxel count of one label from its padded, binarised bounding box.
 
-
-def _extract_one(labels: np.ndarray, geometry: Geometry, value: int, box: Box, smoothing: bool) -> tuple[vtkPolyData | None, int]:
-    """Surface and voxel count of one label from its padded, binarised bounding box."""
+    ``block`` > 1 extracts from a coarser grid whose cells are ``block`` voxels on a side,
+    each inside the label when at least half its voxels are (display only).
+    """
     pad = SURFACE_PADDING
-    mask = np.zeros(tuple(s + 2 * pad for s in box.shape), dtype=np.uint8)
-    inner = mask[pad:-pad, pad:-pad, pad:-pad]
-    np.equal(labels[box.slices], value, out=inner.view(np.bool_))
-    count = int(np.count_nonzero(inner))
-    if count == 0:
-        return None, 0
+    if block > 1:
+        inside = labels[box.slices] == value
+        count = int(np.count_nonzero(inside))
+        if count == 0:
+            return None, 0
+        coarse_shape = tuple(-(-n // block) for n in inside.shape)
+        padded = np.zeros(tuple(n * block for n in coarse_shape), np.float32)
+        padded[tuple(slice(0, n) for n in inside.shape)] = inside
+        fraction = padded.reshape(coarse_shape[0], block, coarse_shape[1], block, coarse_shape[2], block).mean(axis=(1, 3, 5))
+        mask = np.zeros(tuple(n + 2 * pad for n in coarse_shape), dtype=np.uint8)
+        mask[pad:-pad, pad:-pad, pad:-pad] = fraction >= 0.5
+        if not mask.any():
+            return None, count
+        # Coarse cell (0, 0, 0) of the padded mask is centred (block - 1) / 2 voxels into the
+        # box, less the padding's block voxels.
+        first_voxel = np.array(box.start[::-1], dtype=float) + (block - 1) / 2.0 - pad * block
+        spacing = tuple(float(v) * block for v in geometry.spacing)
+    else:
+        mask = np.zeros(tuple(s + 2 * pad for s in box.shape), dtype=np.uint8)
+        inner = mask[pad:-pad, pad:-pad, pad:-pad]
+        np.equal(labels[box.slices], value, out=inner.view(np.bool_))
+        count = int(np.count_nonzero(inner))
+        if count == 0:
+            return None, 0
+        first_voxel = np.array(box.start[::-1], dtype=float) - pad  # (i, j, k) of mask[0, 0, 0]
+        spacing = geometry.spacing
 
     nz, ny, nx = mask.shape
     image = vtkImageData()
     image.SetDimensions(nx, ny, nz)
-    image.SetSpacing(geometry.spacing)
-    first_voxel = np.array(box.start[::-1], dtype=float) - pad  # (i, j, k) of mask[0, 0, 0]
+    image.SetSpacing(spacing)
     image.SetOrigin(*geometry.index_to_physical(first_voxel))
     image.SetDirectionMatrix(geometry.direction)
     scalars = numpy_to_vtk(mask.reshape(-1), deep=False)

@@ -136,7 +136,8 @@ def _rebuild_surfaces(
     """
     if work.full:
         found = extract_label_surfaces(labels, geometry, None, control=control)
-        return _fitted(_SurfaceJobResult(job_id, edit_count, True, set(found.extents), found), triangle_budget, {}, control)
+        result = _SurfaceJobResult(job_id, edit_count, True, set(found.extents), found)
+        return _fitted(result, labels, geometry, triangle_budget, {}, control)
     touched: set[int] = set()
     nearby: set[int] = set()
     edited = work.boxes[0]
@@ -153,16 +154,19 @@ def _rebuild_surfaces(
     regions = {label: edited.union(known_extents.get(label)) for label in touched}
     found = extract_label_surfaces(labels, geometry, sorted(touched), control=control, search_regions=regions)
     others = {label: n for label, n in (other_triangles or {}).items() if label not in touched}
-    return _fitted(_SurfaceJobResult(job_id, edit_count, False, touched, found), triangle_budget, others, control)
+    return _fitted(_SurfaceJobResult(job_id, edit_count, False, touched, found), labels, geometry, triangle_budget, others, control)
 
 
-def _fitted(result: _SurfaceJobResult, budget: int | None, others: dict[int, int], control: JobControl) -> _SurfaceJobResult:
-    """Record each surface's full size, then decimate for display when there is a budget."""
-    surfaces = result.found.surfaces
-    result.full_triangles = {label: surface.GetNumberOfPolys() for label, surface in surfaces.items()}
+def _fitted(
+    result: _SurfaceJobResult, labels: np.ndarray, geometry: Geometry, budget: int | None,
+    others: dict[int, int], control: JobControl,
+) -> _SurfaceJobResult:
+    """Record each surface's full size, then lighten them for display when there is a budget."""
+    found = result.found
+    result.full_triangles = {label: surface.GetNumberOfPolys() for label, surface in found.surfaces.items()}
     result.budget = budget
     if budget is not None:
-        result.found.surfaces = fit_display_budget(surfaces, budget, others, control)
+        found.surfaces = fit_display_budget(found, labels, geometry, budget, others, control)
     return result
 
 
