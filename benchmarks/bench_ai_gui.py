@@ -2,14 +2,16 @@
 
 (1) With the slice's embedding cached, one box prompt through the real GUI path (controller ->
 Engine job on the worker -> done callback -> Qt signal -> candidate overlay built and the view
-rendered) vs the bare ``model.decode(embedding, prompt)`` call, measured in the same run on
-the same slice and box. Target: GUI <= 1.3x bare.
+rendered) vs the bare ``model.decode(embedding, prompt)`` call on the same slice and box, the
+two alternating round by round so both see the same machine state. Target: GUI <= 1.3x bare.
 
 (2) Longest gap between ticks of a 5 ms QTimer on the GUI thread while the engine encodes
 slices in the background and while it propagates a mask through the volume. Target < 50 ms.
 ``MEDVIEWER_TRACE_STALLS=1`` prints the GUI thread's stack during each gap over 30 ms (where
 the time goes); ``BENCH_WORKER_NICENESS=0`` runs the worker at the GUI's priority (the
-behaviour before the fix) for a before/after pair in one session. Other busy processes on
+behaviour before the fix) for a before/after pair in one session; ``BENCH_GC_FREEZE=0`` leaves
+Python's garbage collector as it is by default (the application freezes long-lived objects,
+``medviewer.gc_control``). Other busy processes on
 the machine lengthen the gaps, so the 1-minute load average is recorded with the result.
 
 Run: ``xvfb-run -a -s "-screen 0 1600x1000x24" python -m benchmarks.bench_ai_gui``
