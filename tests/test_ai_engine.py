@@ -76,6 +76,30 @@ class SlowModel(FakeModel):
         return super().encode(image2d, window, modality=modality, control=control)
 
 
+class LaneModel(SlowModel):
+    """Declares decode_while_encoding; encodes block until released, like SlowModel's."""
+
+    info = ModelInfo(id="lane", name="Lane", prompts=frozenset({PromptKind.BOX}), decode_while_encoding=True)
+    decoding = threading.Event()
+    finish_decode = threading.Event()
+    hold_decodes = False
+
+    def encode(self, image2d, window=None, *, modality="", control=None):
+        if not self.release.is_set():
+            return super().encode(image2d, window, modality=modality, control=control)
+        return FakeModel.encode(self, image2d, window, modality=modality, control=control)
+
+    def decode(self, embedding, prompt, previous_low_res_mask=None, *, control=None):
+        if self.hold_decodes:
+            self.decoding.set()
+            self.finish_decode.wait(TIMEOUT)
+        return super().decode(embedding, prompt, previous_low_res_mask, control=control)
+
+    def unload(self):
+        self.calls.append(("unload",))
+        self.loaded = False
+
+
 class FailingLoadModel(FakeModel):
     info = fake_info("failing_load")
 
@@ -86,11 +110,13 @@ class FailingLoadModel(FakeModel):
 @pytest.fixture()
 def engine():
     registry = ModelRegistry(bundled_dir="/nonexistent", user_dirs=[], entry_points=[])
-    for cls in (FakeModel, BrokenDecodeModel, OutOfMemoryModel, SlowModel, FailingLoadModel):
+    for cls in (FakeModel, BrokenDecodeModel, OutOfMemoryModel, SlowModel, FailingLoadModel, LaneModel):
         registry.register(cls)
     FakeModel.calls = []
     SlowModel.started = threading.Event()
     SlowModel.release = threading.Event()
+    LaneModel.started, LaneModel.release = threading.Event(), threading.Event()
+    LaneModel.decoding, LaneModel.finish_decode, LaneModel.hold_decodes = threading.Event(), threading.Event(), False
     engine = Engine(registry, device="cpu")
     yield engine
     SlowModel.release.set()
@@ -206,6 +232,43 @@ def test_the_calling_thread_never_hashes_the_volume_or_samples_its_window(engine
         job.get(TIMEOUT)
     assert threads and set(threads) == {WORKER}
     assert engine.forget_volume(mr) == 4  # slices 4-6 and the plane, found by the remembered hash
+
+
+def test_a_prompt_on_an_encoded_slice_does_not_wait_for_a_background_encode(engine, volume):
+    LaneModel.release.set()
+    engine.segment("lane", volume, 0, 5, Prompt2D(box=(2, 2, 8, 8))).get(TIMEOUT)  # encodes slice 5
+    LaneModel.release.clear()
+    background = engine.encode("lane", volume, 0, 9, priority=Priority.BACKGROUND)
+    assert LaneModel.started.wait(TIMEOUT)  # the worker is inside slice 9's encode
+    threads = []
+    prompt = engine.segment("lane", volume, 0, 5, Prompt2D(box=(4, 4, 10, 10)))
+    prompt.add_done_callback(lambda job: threads.append(threading.current_thread().name))
+    assert prompt.get(TIMEOUT).mask.sum() == 49  # answered while the encode still runs
+    assert threads == ["medviewer-ai-decoder"] and not background.done
+    # A slice not encoded yet, or a model without the declaration, queues behind the worker.
+    uncached = engine.segment("lane", volume, 0, 6, Prompt2D(box=(4, 4, 10, 10)))
+    time.sleep(0.2)
+    assert uncached.status is JobStatus.QUEUED
+    LaneModel.release.set()
+    assert uncached.get(TIMEOUT).mask.sum() == 49 and background.get(TIMEOUT) is not None
+
+
+def test_unloading_waits_for_a_decode_on_the_lane(engine, volume):
+    LaneModel.release.set()
+    engine.segment("lane", volume, 0, 5, Prompt2D(box=(2, 2, 8, 8))).get(TIMEOUT)
+    LaneModel.hold_decodes = True
+    prompt = engine.segment("lane", volume, 0, 5, Prompt2D(box=(4, 4, 10, 10)))
+    assert LaneModel.decoding.wait(TIMEOUT)
+    unload = engine.unload_model("lane")
+    time.sleep(0.2)
+    assert not unload.done  # held until the decode is through
+    LaneModel.finish_decode.set()
+    assert prompt.get(TIMEOUT).mask.sum() == 49
+    unload.get(TIMEOUT)
+    assert FakeModel.calls[-1] == ("unload",)
+    # Unloaded: the next prompt goes through the worker, which loads the model again.
+    LaneModel.hold_decodes = False
+    assert engine.segment("lane", volume, 0, 5, Prompt2D(box=(2, 2, 8, 8))).get(TIMEOUT).mask.sum() == 25
 
 
 def test_cancel_a_queued_job(engine, volume):

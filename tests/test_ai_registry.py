@@ -127,6 +127,12 @@ def test_bundled_plugins_are_discovered_without_importing_them():
     assert "imported: [] []" in out
 
 
+def test_bundled_sam_family_decoders_may_run_while_a_slice_encodes():
+    registry = ModelRegistry(user_dirs=[], entry_points=[])
+    concurrent = {entry.id for entry in registry.entries() if entry.info is not None and entry.info.decode_while_encoding}
+    assert concurrent == {"litemedsam", "sam", "medsam", "sam_med2d"}
+
+
 def test_lazy_import_happens_on_first_use(tmp_path):
     root = tmp_path / "plugins"
     write_plugin(root, "lazy", GOOD_MANIFEST.format(id="lazy_one"), GOOD_PLUGIN)
@@ -300,7 +306,11 @@ def test_manifest_parsing():
     assert info.prompts == {PromptKind.BOX, PromptKind.POINTS, PromptKind.MASK}
     assert info.dims == {Dimensionality.TWO_D} and info.input_size == (256, 256)
     assert info.checkpoint == CheckpointRule("package_asset", "pkg:asset/w.pth", "ab")
+    assert not info.decode_while_encoding  # a plugin's decode is not assumed thread-safe
+    concurrent, _, _ = info_from_manifest({"id": "c", "entry": "p:C", "decode_while_encoding": True})
+    assert concurrent.decode_while_encoding
     for bad, message in [
+        ({"id": "m", "entry": "p:C", "decode_while_encoding": "yes"}, "true or false"),
         ({"id": "m", "entry": "plugin"}, "module:Class"),
         ({"id": "m", "entry": "p:C", "dims": "4d"}, "'dims'"),
         ({"id": "m", "entry": "p:C", "checkpoint": {"package_asset": "nocolon"}}, "package:path"),

@@ -99,6 +99,10 @@ class ModelInfo:
     checkpoint: CheckpointRule = field(default_factory=CheckpointRule)
     notes: str = ""
     requires: tuple[str, ...] = ()
+    #: ``decode`` only reads the model (no state of its own) and may run on the engine's
+    #: decode lane while ``encode`` runs on the worker: a prompt on a cached slice is then
+    #: answered at once instead of after a background encode.
+    decode_while_encoding: bool = False
 
     @property
     def needs_checkpoint(self) -> bool:

@@ -13,6 +13,7 @@ readable message; the worker carries on with the next one.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 import os
@@ -329,6 +330,7 @@ class Engine:
         threads: int | None = None,
         start: bool = True,
         niceness: int = WORKER_NICENESS,
+        decode_lane: bool = True,
     ):
         self.registry = registry if registry is not None else ModelRegistry()
         self.cache = cache if cache is not None else EmbeddingCache(cache_bytes)
@@ -346,6 +348,13 @@ class Engine:
         self._current: Job | None = None
         self._in_hand: Job | None = None  # the job the worker took last (failed if the worker dies)
         self._thread: threading.Thread | None = None
+        # The decode lane: prompts on slices already encoded, for models that declare
+        # decode_while_encoding, run here at normal priority without waiting for the worker's
+        # background encode. Loading and unloading hold _model_lock, and so does each decode.
+        self._lane_enabled = bool(decode_lane)
+        self._lane_queue: queue.Queue = queue.Queue()
+        self._lane_thread: threading.Thread | None = None
+        self._model_lock = threading.RLock()
         self._stopping = False
         self.stats = {"encodes": 0, "decodes": 0, "cache_hits": 0}
         if start:
@@ -358,6 +367,9 @@ class Engine:
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="medviewer-ai-worker", daemon=True)
         self._thread.start()
+        if self._lane_thread is None or not self._lane_thread.is_alive():
+            self._lane_thread = threading.Thread(target=self._serve_lane, name="medviewer-ai-decoder", daemon=True)
+            self._lane_thread.start()
 
     @property
     def running(self) -> bool:
@@ -376,8 +388,11 @@ class Engine:
         if current is not None:
             current.cancel()
         self._queue.put((sys.maxsize, next(self._sequence), None))
+        self._lane_queue.put((sys.maxsize, next(self._sequence), None))
         if wait and self._thread is not None:
             self._thread.join(timeout)
+        if wait and self._lane_thread is not None:
+            self._lane_thread.join(timeout)
 
     def __enter__(self) -> Engine:
         return self
@@ -386,13 +401,14 @@ class Engine:
         self.shutdown()
 
     def _drain_queue(self) -> None:
-        while True:
-            try:
-                _, _, job = self._queue.get_nowait()
-            except queue.Empty:
-                return
-            if job is not None:
-                job.cancel()
+        for pending in (self._queue, self._lane_queue):
+            while True:
+                try:
+                    _, _, job = pending.get_nowait()
+                except queue.Empty:
+                    break
+                if job is not None:
+                    job.cancel()
 
     @property
     def device(self) -> str:
@@ -415,7 +431,7 @@ class Engine:
         return job
 
     def pending_jobs(self) -> int:
-        return self._queue.qsize()
+        return self._queue.qsize() + self._lane_queue.qsize()
 
     # -- model management --------------------------------------------------------------------
     def load_model(self, model_id: str, checkpoint: str | Path | None = None) -> Job:
@@ -503,7 +519,32 @@ class Engine:
             control.report(2, 2, "done")
             return prediction
 
-        return self.submit(run, "segment", f"segmenting slice {index} (axis {axis})", Priority.INTERACTIVE)
+        description = f"segmenting slice {index} (axis {axis})"
+        if self._decodes_on_lane(request):
+            job = Job("segment", description, Priority.INTERACTIVE, functools.partial(self._on_lane, model_id, run))
+            self._lane_queue.put((job.priority, next(self._sequence), job))
+            return job
+        return self.submit(run, "segment", description, Priority.INTERACTIVE)
+
+    def _decodes_on_lane(self, request: dict) -> bool:
+        """A prompt can skip the worker's queue: its model is loaded, declares
+        decode_while_encoding, and the slice is encoded already."""
+        if self._stopping or not self._lane_enabled or self._lane_thread is None:
+            return False
+        loaded = self._models.get(request["model_id"])
+        if loaded is None or not getattr(loaded.model.info, "decode_while_encoding", False):
+            return False
+        with self._lock:
+            return self._is_cached(request)
+
+    def _on_lane(self, model_id: str, run: Callable[[JobControl], Any], control: JobControl) -> Any:
+        """A segment job's body on the decode lane: with the model held against unloading, and
+        only while it is still loaded on the device it was loaded for."""
+        with self._model_lock:
+            loaded = self._models.get(model_id)
+            if loaded is None or loaded.device != self._device_for(loaded.model.info):
+                raise ModelError(f"{model_id} was unloaded or moved to another device meanwhile; prompt again")
+            return run(control)
 
     def segment_oblique(
         self,
@@ -749,18 +790,35 @@ class Engine:
                 continue  # cancelled while queued
             self._current = job
             try:
-                result = function(job.control)
-            except JobCancelled:
-                job._finish(JobStatus.CANCELLED)
-            except BaseException as exc:  # noqa: BLE001 - the worker must survive any job
-                message, error = self._describe_failure(exc, job)
-                job._finish(JobStatus.FAILED, error=message, exception=error)
-            else:
-                job._finish(JobStatus.DONE, result=result)
+                self._execute(job, function)
             finally:
                 self._current = None
         for model_id in list(self._models):
             self._unload(model_id)
+
+    def _serve_lane(self) -> None:
+        """The decode lane's loop (normal priority; see :meth:`_decodes_on_lane`)."""
+        while True:
+            _, _, job = self._lane_queue.get()
+            if job is None:
+                break
+            function, job._function = job._function, None
+            if job._start():
+                try:
+                    self._execute(job, function)
+                except BaseException:  # noqa: BLE001 - finishing the job itself failed; keep serving
+                    log.exception("the decode lane could not finish %r", job)
+
+    def _execute(self, job: Job, function: Callable[[JobControl], Any]) -> None:
+        try:
+            result = function(job.control)
+        except JobCancelled:
+            job._finish(JobStatus.CANCELLED)
+        except BaseException as exc:  # noqa: BLE001 - the worker must survive any job
+            message, error = self._describe_failure(exc, job)
+            job._finish(JobStatus.FAILED, error=message, exception=error)
+        else:
+            job._finish(JobStatus.DONE, result=result)
 
     def _describe_failure(self, exc: BaseException, job: Job) -> tuple[str, BaseException]:
         if _is_out_of_memory(exc):
@@ -822,7 +880,7 @@ class Engine:
             sha = verify_sha256(path, expected) if expected else file_sha256(path)
         # Importing and building a model stack makes ~10^5 long-lived objects: no full
         # collections meanwhile (they hold the GIL the GUI needs), frozen afterwards.
-        with gc_control.collection_paused():
+        with self._model_lock, gc_control.collection_paused():
             model = self.registry.create(model_id)
             try:
                 model.load(path, device)
@@ -835,14 +893,16 @@ class Engine:
         model.device = device
         model.checkpoint_path = path
         loaded = _LoadedModel(model, path, sha, device)
-        self._models[model_id] = loaded
+        with self._model_lock:
+            self._models[model_id] = loaded
         with self._lock:
             self._known_sha[model_id] = sha
         self.registry.mark_loaded(model_id, True)
         return loaded
 
     def _unload(self, model_id: str) -> None:
-        loaded = self._models.pop(model_id, None)
+        with self._model_lock:  # waits for a decode on the lane to finish
+            loaded = self._models.pop(model_id, None)
         with self._lock:
             self._known_sha.pop(model_id, None)
         if loaded is None:

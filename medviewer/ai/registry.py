@@ -177,6 +177,9 @@ def info_from_manifest(data: Mapping[str, Any]) -> tuple[ModelInfo, str, dict[st
             raise PluginError("'input_size' must be a list of whole numbers")
         input_size = tuple(input_size)
     requires = _requirements(data.get("requires"))
+    concurrent = data.get("decode_while_encoding", False)
+    if not isinstance(concurrent, bool):
+        raise PluginError("'decode_while_encoding' must be true or false")
     info = ModelInfo(
         id=model_id,
         name=_string(data, "name", model_id),
@@ -191,6 +194,7 @@ def info_from_manifest(data: Mapping[str, Any]) -> tuple[ModelInfo, str, dict[st
         checkpoint=_checkpoint_rule(data.get("checkpoint")),
         notes=_string(data, "notes", ""),
         requires=tuple(requires),
+        decode_while_encoding=concurrent,
     )
     return info, entry, requires
 
