@@ -5,6 +5,9 @@ Engine job on the worker -> done callback -> Qt signal -> candidate overlay buil
 rendered) vs the bare ``model.decode(embedding, prompt)`` call on the same slice and box, the
 two alternating round by round so both see the same machine state. Target: GUI <= 1.3x bare.
 
+(1b) The same box drawn while the worker pre-encodes the neighbouring slices: answered on the
+decode lane (``BENCH_DECODE_LANE=0``: waiting in the worker's queue, as before the lane).
+
 (2) Longest gap between ticks of a 5 ms QTimer on the GUI thread while the engine encodes
 slices in the background and while it propagates a mask through the volume. Target < 50 ms.
 ``MEDVIEWER_TRACE_STALLS=1`` prints the GUI thread's stack during each gap over 30 ms (where
