@@ -250,11 +250,12 @@ def _extract_one(
         if count == 0:
             return None, 0
         coarse_shape = tuple(-(-n // block) for n in inside.shape)
-        padded = np.zeros(tuple(n * block for n in coarse_shape), np.float32)
+        padded = np.zeros(tuple(n * block for n in coarse_shape), np.bool_)
         padded[tuple(slice(0, n) for n in inside.shape)] = inside
-        fraction = padded.reshape(coarse_shape[0], block, coarse_shape[1], block, coarse_shape[2], block).mean(axis=(1, 3, 5))
+        blocks = padded.reshape(coarse_shape[0], block, coarse_shape[1], block, coarse_shape[2], block)
+        counts = blocks.sum(axis=(1, 3, 5), dtype=np.uint32)
         mask = np.zeros(tuple(n + 2 * pad for n in coarse_shape), dtype=np.uint8)
-        mask[pad:-pad, pad:-pad, pad:-pad] = fraction >= 0.5
+        mask[pad:-pad, pad:-pad, pad:-pad] = 2 * counts >= block**3
         if not mask.any():
             return None, count
         # Coarse cell (0, 0, 0) of the padded mask is centred (block - 1) / 2 voxels into the
