@@ -110,6 +110,8 @@ class StallMeter:
                 print(f"--- GUI thread stalled here ({count} samples):\n{stack}", file=sys.stderr)
             self.stall_stacks.clear()
         gaps = self.gaps or [0.0]
+        if self.trace:
+            print(f"=== end of a measured window: longest gap {max(gaps) * 1000:.1f} ms", file=sys.stderr)
         full = [seconds for generation, seconds in self.gc_pauses if generation == 2]
         return {"max_ms": round(max(gaps) * 1000, 1), "p99_ms": round(float(np.percentile(gaps, 99)) * 1000, 1),
                 "ticks": len(self.gaps),
