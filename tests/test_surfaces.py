@@ -16,6 +16,7 @@ from medviewer.render.surfaces import (
     enclosed_volume_mm3,
     extract_label_surfaces,
     extract_surfaces,
+    MIN_DISPLAY_TRIANGLES,
     fit_display_budget,
     label_extent,
     label_extents,
@@ -156,6 +157,12 @@ def test_display_budget_shares_triangles_by_size_and_keeps_surfaces_closed(geome
     crowded = fit_display_budget(alone, labels, geometry, budget, other_triangles={1: 10 * budget})
     assert crowded[2].GetNumberOfPolys() < counts[2]
     assert fit_display_budget(alone, labels, geometry, 10 * budget)[2] is alone.surfaces[2]
+    # A structure thinner than the coarse grid's blocks keeps its full surface, never a broken one.
+    thin = np.zeros((60, 90, 110), dtype=np.uint8)
+    thin[5:55, 44:46, 10:100] = 3  # a 2-voxel sheet
+    sheet = extract_label_surfaces(thin, geometry)
+    kept = fit_display_budget(sheet, thin, geometry, MIN_DISPLAY_TRIANGLES)
+    assert sheet.surfaces[3].GetNumberOfPolys() > MIN_DISPLAY_TRIANGLES and kept[3] is sheet.surfaces[3]
 
 
 def test_empty_labels_give_no_surface():

@@ -45,8 +45,8 @@ SURFACE_PADDING = 1
 SMOOTHING_ITERATIONS = 30
 SMOOTHING_PASS_BAND = 0.01
 
-#: Fewest triangles a surface is decimated to for display, however many others share the
-#: budget: below this even a small organ turns visibly faceted.
+#: Fewest triangles a shown surface is brought down to, however many others share the
+#: display budget: below this even a small organ turns visibly faceted.
 MIN_DISPLAY_TRIANGLES = 2_000
 
 #: Voxels scanned per chunk when finding label extents: small enough that the GIL is
@@ -241,7 +241,9 @@ def _extract_one(
     """Surface and voxel count of one label from its padded, binarised bounding box.
 
     ``block`` > 1 extracts from a coarser grid whose cells are ``block`` voxels on a side,
-    each inside the label when at least half its voxels are (display only).
+    each inside the label when at least half its voxels are (display only). It gives no
+    surface when the coarse grid would misrepresent the label (over a quarter of its volume
+    gained or lost: a structure thinner than a block), so the caller keeps the full one.
     """
     pad = SURFACE_PADDING
     if block > 1:
@@ -256,7 +258,7 @@ def _extract_one(
         counts = blocks.sum(axis=(1, 3, 5), dtype=np.uint32)
         mask = np.zeros(tuple(n + 2 * pad for n in coarse_shape), dtype=np.uint8)
         mask[pad:-pad, pad:-pad, pad:-pad] = 2 * counts >= block**3
-        if not mask.any():
+        if abs(int(np.count_nonzero(mask)) * block**3 - count) > count / 4:
             return None, count
         # Coarse cell (0, 0, 0) of the padded mask is centred (block - 1) / 2 voxels into the
         # box, less the padding's block voxels.
