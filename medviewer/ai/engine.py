@@ -745,7 +745,11 @@ class Engine:
             window = self._default_windows.get((fingerprint, request["modality"]))
             if window is None:
                 return False
-        return EmbeddingKey(fingerprint, request["axis"], request["index"], window, request["model_id"], sha) in self.cache
+        return self._cache_key(request, fingerprint, window, sha) in self.cache
+
+    @staticmethod
+    def _cache_key(request: dict, fingerprint: str, window: Window, sha: str) -> EmbeddingKey:
+        return EmbeddingKey(fingerprint, request["axis"], request["index"], window, request["model_id"], sha)
 
     def _prefetch_job(self, request: dict, priority: int) -> Job:
         def run(control: JobControl):
@@ -919,8 +923,7 @@ class Engine:
     def _embedding_for(self, request: dict, control: JobControl) -> Embedding:
         loaded = self._ensure_model(request["model_id"], None, control)
         fingerprint, window = self._resolved(request)
-        key = EmbeddingKey(fingerprint, request["axis"], request["index"], window, request["model_id"],
-                           loaded.checkpoint_sha256)
+        key = self._cache_key(request, fingerprint, window, loaded.checkpoint_sha256)
         cached = self.cache.get(key)
         if cached is not None:
             self.stats["cache_hits"] += 1
